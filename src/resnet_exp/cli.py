@@ -1,0 +1,121 @@
+"""`resnet-exp`: the Hydra entry point. Builds the run from the config, trains, and reports user errors
+as one line (exit code 2) instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from resnet_exp.errors import UserError
+from resnet_exp.models import count_parameters
+from resnet_exp.runlog import RunLog, read_metrics
+from resnet_exp.training import Diverged, Trainer
+
+log = logging.getLogger("resnet_exp")
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`instantiate`, unwrapping Hydra's wrapper so our own errors reach the user unchanged."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
+
+
+def hparams(cfg: DictConfig, model: torch.nn.Module, data_name: str) -> dict[str, Any]:
+    return {
+        "model": model.name,
+        "depth": cfg.model.depth,
+        "residual": cfg.model.residual,
+        "shortcut": cfg.model.shortcut,
+        "data": data_name,
+        "lr": cfg.optim.lr,
+        "batch_size": cfg.trainer.batch_size,
+        "max_iters": cfg.trainer.max_iters,
+        "milestones": str(list(cfg.schedule.milestones)),
+        "seed": cfg.seed,
+    }
+
+
+def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
+    """One run, from config to summary.json; returns the summary."""
+    settings = build(cfg.trainer)
+    schedule = build(cfg.schedule)
+    data = build(cfg.data)
+    device = settings.torch_device()
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.model)
+    optimizer = build(cfg.optim, params=model.parameters())
+    batches = data.batches(device, settings.batch_size, settings.eval_batch_size, cfg.seed)
+    trainer = Trainer(settings, model, optimizer, schedule, batches, device, run_dir)
+    trainer.resume()
+    info = hparams(cfg, model, data_name)
+    summary: dict[str, Any] = {
+        **info,
+        "params": count_parameters(model),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "eval_split": batches.eval_split,
+        "train_size": batches.train_size,
+    }
+    runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, info, settings.progress)
+    log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
+             data_name, run_dir)
+    status, failure = "completed", None
+    runlog.summary(**summary, status="running", iterations=trainer.iteration)
+    try:
+        trainer.fit(runlog)
+    except Diverged as e:
+        status, failure = "diverged", str(e)
+    finally:
+        runlog.close()
+    last = (read_metrics(run_dir) or [{}])[-1]
+    summary.update(
+        status=status,
+        iterations=trainer.iteration,
+        final_train_error=last.get("train/error"),
+        final_test_error=last.get("test/error"),
+        final_train_loss=last.get("train/loss"),
+        final_test_loss=last.get("test/loss"),
+        wall_time_s=round(trainer.wall_time, 2),
+    )
+    if failure:
+        summary["failure"] = failure
+    runlog.summary(**summary)
+    if failure:
+        raise Diverged(failure)
+    log.info("done: train error %.2f%%, test error %.2f%%, %.0f s", summary["final_train_error"],
+             summary["final_test_error"], summary["wall_time_s"])
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="pkg://resnet_exp.configs", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        return train(cfg, run_dir, hydra_cfg.runtime.choices.get("data", "?"))["final_test_error"]
+    except (UserError, Diverged) as e:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            log.error("%s", e)
+            raise  # Hydra records this job as failed and the sweep goes on with the others
+        print(f"resnet-exp: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Everything a run writes for people and for the plotting script: TensorBoard, metrics.jsonl, summary.json.
+
+`metrics.jsonl` (one JSON object per evaluation) and `summary.json` are the contract the report reads;
+the TensorBoard scalars carry the same points under the same tags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+from tqdm import tqdm
+
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+TAGS = ("train/loss", "train/error", "test/loss", "test/error", "lr")
+
+log = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunLog:
+    """Writes one run's curves; on resume it drops points after the checkpoint so none is duplicated."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        start_iteration: int,
+        max_iters: int,
+        hparams: dict[str, Any],
+        progress: bool | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        kept = [m for m in read_metrics(run_dir) if m["iteration"] <= start_iteration] if start_iteration else []
+        (run_dir / METRICS).write_text("".join(json.dumps(m) + "\n" for m in kept))
+        self.writer = SummaryWriter(str(run_dir), purge_step=start_iteration + 1 if start_iteration else None)
+        if not start_iteration:
+            for event in hparams_summary(hparams, {"test/error": 0.0, "train/error": 0.0}):
+                self.writer.file_writer.add_summary(event)
+        self.bar = tqdm(
+            total=max_iters, initial=start_iteration, disable=not progress if progress is not None else None,
+            dynamic_ncols=True, unit="it", desc=str(hparams.get("model", "")),
+        )
+
+    def progress(self, iteration: int, loss: float, error: float, lr: float) -> None:
+        self.bar.update(iteration - self.bar.n)
+        self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{error:.1f}%", lr=f"{lr:.3g}", refresh=False)
+
+    def record(self, iteration: int, metrics: dict[str, float]) -> None:
+        """One evaluation point: TensorBoard scalars, a metrics.jsonl line and a log line."""
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, iteration)
+        self.writer.flush()
+        with (self.run_dir / METRICS).open("a") as f:
+            f.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
+        log.info(
+            "iter %d: train loss %.4f error %.2f%% | test loss %.4f error %.2f%% | lr %.4g",
+            iteration, metrics["train/loss"], metrics["train/error"], metrics["test/loss"],
+            metrics["test/error"], metrics["lr"],
+        )
+
+    def summary(self, **fields: Any) -> None:
+        write_json_atomic(self.run_dir / SUMMARY, fields)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()

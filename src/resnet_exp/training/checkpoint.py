@@ -1,0 +1,35 @@
+"""Checkpoints that survive crashes: written to a temporary file and renamed, read with weights_only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from resnet_exp.errors import CheckpointError
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Replace `path` only once the new file is complete, so a kill mid-write keeps the previous one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint onto the CPU; any unreadable file becomes one clear error naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zips, foreign pickles and bad tensors all raise different types
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}); it is corrupt or not a resnet-exp "
+            "checkpoint: delete it, or start afresh with trainer.resume=false"
+        ) from e
+    if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a resnet-exp checkpoint (no model/iteration)")
+    return state

@@ -1,0 +1,53 @@
+"""The paper's learning-rate schedule: step decay at fixed iterations, with the ResNet-110 warm-up."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+
+from resnet_exp.errors import ConfigError
+
+
+class StepSchedule:
+    """lr = base * gamma**(milestones passed); optionally a fixed warm-up lr until training error drops.
+
+    The warm-up ends on an observed error, not a fixed length, as in section 4.2 for the 110-layer net
+    ("0.01 until the training error is below 80% (about 400 iterations), then back to 0.1").
+    """
+
+    def __init__(
+        self,
+        milestones: Sequence[int] = (32000, 48000),
+        gamma: float = 0.1,
+        warmup_lr: float | None = None,
+        warmup_until_error: float = 80.0,
+    ) -> None:
+        milestones = list(milestones)
+        if any(m <= 0 for m in milestones) or milestones != sorted(set(milestones)):
+            raise ConfigError(f"schedule.milestones={milestones} must be positive and increasing, e.g. [32000,48000]")
+        if not 0 < gamma <= 1:
+            raise ConfigError(f"schedule.gamma={gamma} must be in (0, 1], e.g. 0.1")
+        if warmup_lr is not None and warmup_lr <= 0:
+            raise ConfigError(f"schedule.warmup_lr={warmup_lr} must be positive (0.01 in the paper) or null")
+        self.milestones = milestones
+        self.gamma = gamma
+        self.warmup_lr = warmup_lr
+        self.warmup_until_error = warmup_until_error
+        self.warming = warmup_lr is not None
+
+    def lr(self, iteration: int, base_lr: float) -> float:
+        """The lr for the update after `iteration` completed ones."""
+        if self.warming:
+            return self.warmup_lr
+        return base_lr * self.gamma ** bisect_right(self.milestones, iteration)
+
+    def observe(self, train_error: float) -> None:
+        """End the warm-up once the recent training error (percent) is below the threshold."""
+        if self.warming and train_error < self.warmup_until_error:
+            self.warming = False
+
+    def state_dict(self) -> dict:
+        return {"warming": self.warming}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.warming = bool(state["warming"])

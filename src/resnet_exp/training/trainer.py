@@ -1,0 +1,208 @@
+"""The training loop, counted in iterations as the paper counts them, with evaluation and checkpoints.
+
+Training statistics are summed on the device and read only every `log_every` iterations, so a
+CUDA step never waits for the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_exp.data.module import Batches
+from resnet_exp.errors import CheckpointError, ConfigError
+from resnet_exp.runlog import RunLog
+from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
+from resnet_exp.training.schedule import StepSchedule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerSettings:
+    """`cfg.trainer`; checked on construction so a bad value fails before any data is read."""
+
+    device: str = "auto"
+    max_iters: int = 64000
+    batch_size: int = 128
+    eval_every: int = 1000
+    eval_batch_size: int = 1000
+    log_every: int = 50
+    resume: bool = True
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_iters", "batch_size", "eval_every", "eval_batch_size", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"trainer.{name}={value!r} must be a positive integer")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"trainer.device={self.device!r} is not known; accepted: auto, cpu, cuda, cuda:N")
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"trainer.device={self.device} but no CUDA device is visible; use trainer.device=cpu")
+        return torch.device(self.device)
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class Trainer:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: StepSchedule,
+        batches: Batches,
+        device: torch.device,
+        run_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.model = model.to(device)
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.batches = batches
+        self.device = device
+        self.base_lr = optimizer.defaults["lr"]
+        self.checkpoint_path = run_dir / "checkpoints" / "last.pt"
+        self.iteration = 0
+        self.wall_time = 0.0
+        # Sums since the last progress read (loss and errors on the device) and since the last evaluation.
+        self.pending = torch.zeros(2, device=device)
+        self.pending_seen = 0
+        self.window = [0.0, 0.0, 0.0]  # loss sum, wrong predictions, images
+
+    def resume(self) -> bool:
+        """Continue from `last.pt` if there is one and resuming is on; returns whether it did."""
+        if not self.checkpoint_path.is_file():
+            return False
+        if not self.settings.resume:
+            log.warning("trainer.resume=false: starting afresh, overwriting %s", self.checkpoint_path.parent.parent)
+            return False
+        state = load_checkpoint(self.checkpoint_path)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(
+                f"checkpoint {str(self.checkpoint_path)!r} was written by another model "
+                f"({state.get('arch', 'unknown')}, this run builds {getattr(self.model, 'name', '?')}): "
+                "use another hydra.run.dir, or trainer.resume=false to overwrite it"
+            ) from e
+        self.schedule.load_state_dict(state["schedule"])
+        self.batches.train.load_state_dict(state["data"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.iteration = int(state["iteration"])
+        self.wall_time = float(state["wall_time"])
+        self.window = list(state["window"])
+        log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
+        return True
+
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "iteration": self.iteration,
+            "arch": getattr(self.model, "name", type(self.model).__name__),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "data": self.batches.train.state_dict(),
+            "rng": rng,
+            "wall_time": self.wall_time,
+            "window": list(self.window),
+        }
+
+    def set_lr(self) -> float:
+        lr = self.schedule.lr(self.iteration, self.base_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model.train()
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            wrong = (logits.argmax(1) != y).sum()
+            self.pending += torch.stack([loss.detach() * len(y), wrong.float()])
+        self.pending_seen += len(y)
+
+    def read_pending(self) -> tuple[float, float]:
+        """Move device sums into the evaluation window; returns (loss, error %) of the interval read."""
+        loss_sum, wrong = self.pending.tolist()
+        seen = self.pending_seen
+        self.pending.zero_()
+        self.pending_seen = 0
+        if not math.isfinite(loss_sum):
+            raise Diverged(
+                f"training loss became {loss_sum / max(seen, 1)} by iteration {self.iteration} "
+                f"(lr {self.schedule.lr(self.iteration - 1, self.base_lr):g}); lower optim.lr or check the data. "
+                f"The last good checkpoint is kept in {self.checkpoint_path}"
+            )
+        self.window = [a + b for a, b in zip(self.window, (loss_sum, wrong, seen))]
+        return loss_sum / max(seen, 1), 100.0 * wrong / max(seen, 1)
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Loss and error (%) on the evaluation set, in eval mode (BN running statistics)."""
+        self.model.eval()
+        totals = torch.zeros(2, device=self.device)
+        for x, y in self.batches.eval:
+            logits = self.model(x)
+            totals += torch.stack([F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().float()])
+        loss_sum, wrong = totals.tolist()
+        n = len(self.batches.eval)
+        return loss_sum / n, 100.0 * wrong / n
+
+    def fit(self, runlog: RunLog) -> dict[str, float]:
+        """Train to `max_iters`, evaluating and checkpointing every `eval_every`; returns the last point."""
+        s = self.settings
+        point: dict[str, float] = {}
+        started = time.perf_counter() - self.wall_time
+        train = self.batches.train
+        while self.iteration < s.max_iters:
+            lr = self.set_lr()
+            x, y = next(train)
+            self.step(x, y)
+            self.iteration += 1
+            at_eval = self.iteration % s.eval_every == 0 or self.iteration == s.max_iters
+            if at_eval or self.iteration % s.log_every == 0:
+                loss, error = self.read_pending()
+                self.schedule.observe(error)
+                runlog.progress(self.iteration, loss, error, lr)
+            if at_eval:
+                loss_sum, wrong, seen = self.window
+                test_loss, test_error = self.evaluate()
+                point = {
+                    "train/loss": loss_sum / seen,
+                    "train/error": 100.0 * wrong / seen,
+                    "test/loss": test_loss,
+                    "test/error": test_error,
+                    "lr": lr,
+                    "epoch": train.epoch,
+                }
+                self.window = [0.0, 0.0, 0.0]
+                self.wall_time = time.perf_counter() - started
+                runlog.record(self.iteration, point)
+                save_checkpoint(self.state_dict(), self.checkpoint_path)
+        self.wall_time = time.perf_counter() - started
+        return point
