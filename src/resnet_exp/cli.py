@@ -60,6 +60,8 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build(cfg.model)
+    if cfg.model.depth >= 110 and cfg.schedule.warmup_lr is None:
+        log.warning("the paper warms up nets of 110 layers at lr 0.01 (section 4.2): add schedule=warmup")
     optimizer = build(cfg.optim, params=model.parameters())
     batches = data.batches(device, settings.batch_size, settings.eval_batch_size, cfg.seed)
     trainer = Trainer(settings, model, optimizer, schedule, batches, device, run_dir)

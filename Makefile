@@ -1,0 +1,50 @@
+# resnet-exp: every target sets up .venv itself on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+# A folder holding cifar-10-batches-py/. Default: the shared copy beside this checkout if there is one,
+# else ./data (where `data.download=true` puts the official archive).
+RESNET_EXP_DATA ?= $(firstword $(wildcard ../shared/data) $(CURDIR)/data)
+export RESNET_EXP_DATA
+
+MODELS ?= plain20,plain56,resnet20,resnet56
+ARGS ?=
+
+.PHONY: install demo test test-all lint train sweep tensorboard clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## create .venv and install the package with its dev extras
+
+demo: install  ## a short real run: ResNet-20 on CIFAR-10 for 500 iterations (downloads CIFAR-10 if absent)
+	$(BIN)/resnet-exp model=resnet20 data=cifar10 data.download=true trainer.max_iters=500 \
+		trainer.eval_every=100 $(ARGS)
+
+test: install  ## the default suite (slow tests excluded)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-all: install  ## every test, the slow ones too
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+train: install  ## one run with the paper's recipe: make train ARGS="model=plain56"
+	$(BIN)/resnet-exp $(ARGS)
+
+sweep: install  ## a multirun over MODELS: make sweep MODELS=plain20,plain56 ARGS="trainer.max_iters=2000"
+	$(BIN)/resnet-exp -m model=$(MODELS) $(ARGS)
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir outputs
+
+clean:  ## remove build and test caches (not outputs/ nor .venv)
+	rm -rf build dist src/*.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny data in the official CIFAR-10 format, and a way to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PER_BATCH = 4
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def tiny_batch(index: int) -> dict:
+    """Images whose pixels encode (batch, position) so order and layout can be asserted."""
+    data = np.zeros((PER_BATCH, 3072), dtype=np.uint8)
+    for i in range(PER_BATCH):
+        data[i] = (index * 16 + i * 3 + np.arange(3072) // 1024) % 256  # R, G, B planes differ by 1
+    labels = [(index + i) % 10 for i in range(PER_BATCH)]
+    return {"batch_label": f"batch {index}", "labels": labels, "data": data, "filenames": [f"{i}.png" for i in labels]}
+
+
+def write_tiny_cifar(root: Path) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for index, name in enumerate([*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]):
+        with (folder / name).open("wb") as f:
+            pickle.dump(tiny_batch(index), f, protocol=2)
+    with (folder / "batches.meta").open("wb") as f:
+        pickle.dump({"num_cases_per_batch": PER_BATCH, "label_names": CLASSES, "num_vis": 3072}, f, protocol=2)
+    return folder
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path: Path) -> Path:
+    """A root folder holding cifar-10-batches-py/ with 5x4 training and 4 test images."""
+    write_tiny_cifar(tmp_path / "data")
+    return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def real_cifar_root() -> str:
+    """The user's CIFAR-10 through the same variable the configs read; skips when it is absent."""
+    root = os.environ.get("RESNET_EXP_DATA")
+    if not root or not (Path(root) / "cifar-10-batches-py" / "data_batch_1").is_file():
+        pytest.skip("real CIFAR-10 not available: set RESNET_EXP_DATA to a folder holding cifar-10-batches-py/")
+    return root
+
+
+# Small, fast settings shared by the CLI tests: an 8-layer net on a small synthetic set.
+FAST = [
+    "data=synthetic",
+    "data.train_size=512",
+    "data.test_size=128",
+    "model.depth=8",
+    "trainer.device=cpu",
+    "trainer.batch_size=32",
+    "trainer.eval_batch_size=128",
+    "trainer.log_every=5",
+]
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `resnet-exp` in a subprocess as a user would (same interpreter, no terminal)."""
+    cmd = [sys.executable, "-m", "resnet_exp.cli", *args]
+    full_env = {**os.environ, **(env or {}), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

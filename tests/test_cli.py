@@ -1,0 +1,100 @@
+"""The command line as a user runs it, in subprocesses on the synthetic set."""
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import FAST, run_cli
+from resnet_exp.runlog import TAGS
+
+
+def test_single_run_writes_the_contract_files(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli(*FAST, "model=plain20", "model.depth=8", "trainer.max_iters=30", "trainer.eval_every=10",
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    points = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [p["iteration"] for p in points] == [10, 20, 30]
+    assert all(set(TAGS) <= set(p) for p in points)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["model"] == "plain8" and summary["depth"] == 8 and summary["status"] == "completed"
+    assert summary["iterations"] == 30 and summary["device"] == "cpu" and summary["params"] > 0
+    assert summary["final_test_error"] == points[-1]["test/error"]
+    assert summary["final_train_error"] == points[-1]["train/error"]
+    assert summary["wall_time_s"] > 0
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert set(TAGS) <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("test/error")] == [10, 20, 30]
+
+
+def test_default_run_dir_is_under_outputs_runs(tmp_path: Path) -> None:
+    proc = run_cli(*FAST, "trainer.max_iters=2", "trainer.eval_every=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [run_dir] = (tmp_path / "outputs" / "runs").glob("*/*_resnet20")
+    assert (run_dir / "summary.json").is_file()
+
+
+def test_multirun_sweeps_two_models_into_the_sweep_dir(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *FAST, "model=plain20,resnet20", "model.depth=8", "trainer.max_iters=4",
+                   "trainer.eval_every=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summaries = sorted(json.loads(p.read_text())["model"] for p in sweep.glob("*/summary.json"))
+    assert summaries == ["plain8", "resnet8"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=plain57"], "Could not find 'model/plain57'"),
+        (["model.depth=21"], "model.depth=21 is not of the form 6n+2"),
+        (["data=imagenet"], "Could not find 'data/imagenet'"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0 must be a positive integer"),
+        (["optim.lr=-0.1"], "optim.lr=-0.1 must be a positive number"),
+        (["schedule.milestones=[48000,32000]"], "schedule.milestones=[48000, 32000] must be positive and increasing"),
+        (["trainer.device=tpu"], "trainer.device='tpu' is not known; accepted: auto, cpu, cuda"),
+    ],
+)
+def test_bad_input_ends_with_one_clear_line(tmp_path: Path, overrides: list[str], message: str) -> None:
+    proc = run_cli(*FAST, "trainer.max_iters=2", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    if "Could not find" in message:
+        assert "Available options" in proc.stderr  # Hydra lists what is accepted
+    else:
+        assert proc.stderr.strip().count("\n") == 0  # exactly one line
+
+
+def test_missing_cifar_message_says_how_to_get_it(tmp_path: Path) -> None:
+    proc = run_cli("data=cifar10", "trainer.max_iters=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                   env={"RESNET_EXP_DATA": str(tmp_path / "empty")})
+    assert proc.returncode == 2
+    assert f"CIFAR-10 not found under data.root='{tmp_path / 'empty'}'" in proc.stderr
+    assert "data.download=true" in proc.stderr and "RESNET_EXP_DATA" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_cifar10_config_reads_the_official_format_from_data_root(tmp_path: Path, tiny_cifar: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli("data=cifar10", f"data.root={tiny_cifar}", "model.depth=8", "trainer.device=cpu",
+                   "trainer.batch_size=8", "trainer.max_iters=3", "trainer.eval_every=3",
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["data"] == "cifar10" and summary["train_size"] == 20
+
+
+@pytest.mark.cifar
+def test_real_cifar10_short_run(tmp_path: Path, real_cifar_root: str) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli("model=resnet20", "data=cifar10", "trainer.device=cpu", "trainer.max_iters=20",
+                   "trainer.eval_every=20", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                   env={"RESNET_EXP_DATA": real_cifar_root})
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["train_size"] == 50000 and summary["final_test_error"] < 90.0

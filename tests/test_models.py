@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+from resnet_exp.errors import ConfigError
+from resnet_exp.models import CifarResNet, count_parameters
+from resnet_exp.models.cifar import ShortcutA
+
+PAPER_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+MODEL_CONFIGS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "model").glob("*[0-9].yaml"))
+
+
+@pytest.mark.parametrize("depth", sorted(PAPER_PARAMS))
+def test_parameter_counts_match_paper_and_plain_twin(depth: int) -> None:
+    resnet = CifarResNet(depth, residual=True, shortcut="A")
+    plain = CifarResNet(depth, residual=False)
+    assert count_parameters(resnet) == PAPER_PARAMS[depth]
+    assert count_parameters(plain) == PAPER_PARAMS[depth]
+
+
+def test_option_b_adds_projections_only_where_shapes_change() -> None:
+    # Two projections (16->32, 32->64): 1x1 conv + BN each.
+    extra = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert count_parameters(CifarResNet(20, shortcut="B")) == PAPER_PARAMS[20] + extra
+
+
+def test_option_a_shortcut_is_subsampled_input_with_zero_channels() -> None:
+    x = torch.randn(2, 16, 32, 32)
+    out = ShortcutA(16, 32, stride=2)(x)
+    assert out.shape == (2, 32, 16, 16)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(out[:, 16:]) == 0
+
+
+def test_plain_net_has_no_shortcuts_and_layer_count_is_depth() -> None:
+    for residual in (True, False):
+        net = CifarResNet(56, residual=residual)
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+        assert len(convs) + len(linears) == 56
+        assert all((b.shortcut is None) != residual for b in net.blocks)
+
+
+def test_he_init_scale() -> None:
+    conv = CifarResNet(20).blocks[4].conv1  # 32 -> 32 channels: fan_in = 9 * 32
+    assert conv.weight.std().item() == pytest.approx((2 / (9 * 32)) ** 0.5, rel=0.05)
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_every_model_config_instantiates_and_runs(name: str) -> None:
+    assert len(MODEL_CONFIGS) == 10
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={name}"])
+    model = instantiate(cfg.model)
+    assert isinstance(model, torch.nn.Module)
+    assert model.name == name
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert count_parameters(model) == PAPER_PARAMS[cfg.model.depth]
+
+
+@pytest.mark.parametrize("depth", [0, 7, 21, 57, "20"])
+def test_bad_depth_names_value_and_accepted_form(depth) -> None:
+    with pytest.raises(ConfigError, match=rf"model.depth={depth!r}.*6n\+2"):
+        CifarResNet(depth)
+
+
+def test_bad_shortcut_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="model.shortcut='C'.*A, B"):
+        CifarResNet(20, shortcut="C")

@@ -1,0 +1,106 @@
+"""The trainer in-process: schedule, checkpoints, resume and divergence, on tiny synthetic runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from conftest import FAST
+from resnet_exp.cli import train
+from resnet_exp.errors import CheckpointError
+from resnet_exp.training import Diverged, StepSchedule
+from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+def config(*overrides: str):
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        return compose("config", overrides=[*FAST, "trainer.progress=false", *overrides])
+
+
+def test_step_schedule_matches_the_paper() -> None:
+    s = StepSchedule()
+    assert [s.lr(i, 0.1) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
+
+
+def test_warmup_holds_until_training_error_drops() -> None:
+    s = StepSchedule(warmup_lr=0.01, warmup_until_error=80.0)
+    assert s.lr(0, 0.1) == 0.01
+    s.observe(85.0)
+    assert s.lr(100, 0.1) == 0.01
+    s.observe(79.0)
+    assert s.lr(101, 0.1) == pytest.approx(0.1)
+    restored = StepSchedule(warmup_lr=0.01)
+    restored.load_state_dict(s.state_dict())
+    assert not restored.warming
+
+
+def test_learning_rate_milestones_are_applied_in_training(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=6", "trainer.eval_every=2", "schedule.milestones=[2,4]"), tmp_path, "synthetic")
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([0.1, 0.01, 0.001])
+
+
+def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}, "iteration": 1}, path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies in the middle of torch.save
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"model": {"w": torch.zeros(2)}, "iteration": 2}, path)
+    assert load_checkpoint(path)["iteration"] == 1
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(1000)}, "iteration": 1}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="last.pt' cannot be read.*trainer.resume=false"):
+        load_checkpoint(path)
+
+
+def state_hash(run_dir: Path) -> list[torch.Tensor]:
+    return list(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"].values())
+
+
+def test_resume_continues_to_identical_weights_and_metrics(tmp_path: Path) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train(config("trainer.max_iters=12", "trainer.eval_every=4"), whole, "synthetic")
+    train(config("trainer.max_iters=8", "trainer.eval_every=4"), split, "synthetic")
+    summary = train(config("trainer.max_iters=12", "trainer.eval_every=4"), split, "synthetic")
+    assert summary["iterations"] == 12
+    for a, b in zip(state_hash(whole), state_hash(split)):
+        assert torch.equal(a, b)
+    assert (whole / "metrics.jsonl").read_text() == (split / "metrics.jsonl").read_text()
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
+    with pytest.raises(CheckpointError, match="another model.*resnet8.*plain14"):
+        train(config("model=plain20", "model.depth=14", "trainer.max_iters=4"), tmp_path, "synthetic")
+
+
+def test_resume_false_starts_afresh(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+    summary = train(config("trainer.max_iters=2", "trainer.eval_every=2", "trainer.resume=false"), tmp_path, "synthetic")
+    assert summary["iterations"] == 2
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(Diverged, match=r"training loss became (nan|inf).*lower optim.lr"):
+        train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40"), tmp_path, "synthetic")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "optim.lr" in summary["failure"]
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()  # no evaluation passed, so nothing was saved
+
+
+def test_training_learns_the_synthetic_set(tmp_path: Path) -> None:
+    summary = train(config("trainer.max_iters=60", "trainer.eval_every=60"), tmp_path, "synthetic")
+    assert summary["final_test_error"] < 50.0  # chance is 90%
