@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import FAST, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import FAST, run_cli
 from resnet_exp.runlog import TAGS
 
 
@@ -98,3 +98,12 @@ def test_real_cifar10_short_run(tmp_path: Path, real_cifar_root: str) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["train_size"] == 50000 and summary["final_test_error"] < 90.0
+
+
+def test_user_config_dir_adds_a_model(tmp_path: Path) -> None:
+    mine = tmp_path / "mine" / "model"
+    mine.mkdir(parents=True)
+    (mine / "mynet.yaml").write_text("defaults:\n  - cifar\n  - _self_\n\ndepth: 14\nshortcut: B\n")
+    proc = run_cli("--config-dir", str(tmp_path / "mine"), "model=mynet", "--cfg", "job", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "depth: 14" in proc.stdout and "shortcut: B" in proc.stdout

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import PER_BATCH, tiny_batch
+
 from resnet_exp.data import Cifar10, make_synthetic, read_cifar10
 from resnet_exp.data.batches import random_crop_flip
 from resnet_exp.errors import ConfigError, DataError
@@ -57,7 +57,7 @@ def test_per_channel_normalisation(tiny_cifar: Path) -> None:
 
 
 def test_unknown_normalisation_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="data.normalize='zca'.*pixel, channel"):
+    with pytest.raises(ConfigError, match=r"data.normalize='zca'.*pixel, channel"):
         Cifar10("x", normalize="zca")
 
 

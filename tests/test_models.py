@@ -68,5 +68,5 @@ def test_bad_depth_names_value_and_accepted_form(depth) -> None:
 
 
 def test_bad_shortcut_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="model.shortcut='C'.*A, B"):
+    with pytest.raises(ConfigError, match=r"model.shortcut='C'.*A, B"):
         CifarResNet(20, shortcut="C")

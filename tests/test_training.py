@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FAST
 from hydra import compose, initialize_config_module
 
-from conftest import FAST
 from resnet_exp.cli import train
-from resnet_exp.errors import CheckpointError
-from resnet_exp.training import Diverged, StepSchedule
+from resnet_exp.errors import CheckpointError, ConfigError
+from resnet_exp.training import Diverged, StepSchedule, TrainerSettings
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -61,7 +61,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint({"model": {"w": torch.ones(1000)}, "iteration": 1}, path)
     path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(CheckpointError, match="last.pt' cannot be read.*trainer.resume=false"):
+    with pytest.raises(CheckpointError, match=r"last.pt' cannot be read.*trainer.resume=false"):
         load_checkpoint(path)
 
 
@@ -75,20 +75,21 @@ def test_resume_continues_to_identical_weights_and_metrics(tmp_path: Path) -> No
     train(config("trainer.max_iters=8", "trainer.eval_every=4"), split, "synthetic")
     summary = train(config("trainer.max_iters=12", "trainer.eval_every=4"), split, "synthetic")
     assert summary["iterations"] == 12
-    for a, b in zip(state_hash(whole), state_hash(split)):
+    for a, b in zip(state_hash(whole), state_hash(split), strict=True):
         assert torch.equal(a, b)
     assert (whole / "metrics.jsonl").read_text() == (split / "metrics.jsonl").read_text()
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
     train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
-    with pytest.raises(CheckpointError, match="another model.*resnet8.*plain14"):
+    with pytest.raises(CheckpointError, match=r"another model.*resnet8.*plain14"):
         train(config("model=plain20", "model.depth=14", "trainer.max_iters=4"), tmp_path, "synthetic")
 
 
 def test_resume_false_starts_afresh(tmp_path: Path) -> None:
     train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
-    summary = train(config("trainer.max_iters=2", "trainer.eval_every=2", "trainer.resume=false"), tmp_path, "synthetic")
+    fresh = config("trainer.max_iters=2", "trainer.eval_every=2", "trainer.resume=false")
+    summary = train(fresh, tmp_path, "synthetic")
     assert summary["iterations"] == 2
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
 
@@ -104,3 +105,16 @@ def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(tmp_path: P
 def test_training_learns_the_synthetic_set(tmp_path: Path) -> None:
     summary = train(config("trainer.max_iters=60", "trainer.eval_every=60"), tmp_path, "synthetic")
     assert summary["final_test_error"] < 50.0  # chance is 90%
+
+
+@pytest.mark.parametrize(("precision", "channels_last"), [("fp32", False), ("bf16", True)])
+def test_compute_paths_train(tmp_path: Path, precision: str, channels_last: bool) -> None:
+    cfg = config("trainer.max_iters=20", "trainer.eval_every=20", f"trainer.precision={precision}",
+                 f"trainer.channels_last={channels_last}")
+    summary = train(cfg, tmp_path, "synthetic")
+    assert summary["final_test_error"] < 80.0
+
+
+def test_unknown_precision_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"trainer.precision='fp8'.*fp32, bf16"):
+        TrainerSettings(precision="fp8")

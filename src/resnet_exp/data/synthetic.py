@@ -6,10 +6,10 @@ net learns it in a few hundred iterations while the task is not trivially solved
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-
-from typing import Any
 
 from resnet_exp.data.images import ImageData
 from resnet_exp.data.module import DataModule
