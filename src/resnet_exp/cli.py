@@ -21,6 +21,7 @@ from resnet_exp.errors import UserError
 from resnet_exp.models import count_parameters
 from resnet_exp.runlog import RunLog, read_metrics
 from resnet_exp.training import Diverged, Trainer
+from resnet_exp.training.signals import Interrupted, StopRequests
 
 log = logging.getLogger("resnet_exp")
 
@@ -57,6 +58,7 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
     schedule = build(cfg.schedule)
     data = build(cfg.data)
     device = settings.torch_device()
+    settings.configure_torch()
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build(cfg.model)
@@ -77,12 +79,15 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
     runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, info, settings.progress)
     log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
              data_name, run_dir)
-    status, failure = "completed", None
+    status, failure, interrupted = "completed", None, None
     runlog.summary(**summary, status="running", iterations=trainer.iteration)
     try:
-        trainer.fit(runlog)
+        with StopRequests() as stop:
+            trainer.fit(runlog, stop)
     except Diverged as e:
         status, failure = "diverged", str(e)
+    except Interrupted as e:
+        status, failure, interrupted = "interrupted", str(e), e
     finally:
         runlog.close()
     last = (read_metrics(run_dir) or [{}])[-1]
@@ -98,6 +103,9 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
     if failure:
         summary["failure"] = failure
     runlog.summary(**summary)
+    if interrupted:
+        stop.pass_on()  # e.g. submitit's handler, which requeues the job
+        raise interrupted
     if failure:
         raise Diverged(failure)
     log.info("done: train error %.2f%%, test error %.2f%%, %.0f s", summary["final_train_error"],
@@ -111,6 +119,9 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         return train(cfg, run_dir, hydra_cfg.runtime.choices.get("data", "?"))["final_test_error"]
+    except Interrupted as e:
+        print(f"resnet-exp: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
     except (UserError, Diverged) as e:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             log.error("%s", e)

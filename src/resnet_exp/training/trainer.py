@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.runlog import RunLog
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from resnet_exp.training.schedule import StepSchedule
+from resnet_exp.training.signals import Interrupted, StopRequests
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
@@ -40,6 +43,7 @@ class TrainerSettings:
     progress: bool | None = None
     precision: str | None = None
     channels_last: bool | None = None
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_iters", "batch_size", "eval_every", "eval_batch_size", "log_every"):
@@ -58,6 +62,14 @@ class TrainerSettings:
             raise ConfigError(f"trainer.device={self.device} but no CUDA device is visible; use trainer.device=cpu")
         return torch.device(self.device)
 
+
+    def configure_torch(self) -> None:
+        """Deterministic kernels when asked (bitwise-repeatable runs), else let cuDNN pick the fastest."""
+        if self.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(self.deterministic)
+        torch.backends.cudnn.benchmark = not self.deterministic
+        torch.backends.cudnn.deterministic = self.deterministic
 
     def compute_path(self, device: torch.device) -> tuple[torch.dtype | None, torch.memory_format]:
         """Autocast dtype (None: fp32) and memory format, filling in the per-device defaults.
@@ -101,7 +113,8 @@ class Trainer:
         self.iteration = 0
         self.wall_time = 0.0
         # Sums since the last progress read (loss and errors on the device) and since the last evaluation.
-        self.pending = torch.zeros(2, device=device)
+        # float64 keeps the sums of float32 losses exact, so they do not depend on when they are read.
+        self.pending = torch.zeros(2, dtype=torch.float64, device=device)
         self.pending_seen = 0
         self.window = [0.0, 0.0, 0.0]  # loss sum, wrong predictions, images
 
@@ -200,13 +213,28 @@ class Trainer:
         n = len(self.batches.eval)
         return loss_sum / n, 100.0 * wrong / n
 
-    def fit(self, runlog: RunLog) -> dict[str, float]:
-        """Train to `max_iters`, evaluating and checkpointing every `eval_every`; returns the last point."""
+    def save(self, started: float) -> None:
+        self.wall_time = time.perf_counter() - started
+        save_checkpoint(self.state_dict(), self.checkpoint_path)
+
+    def fit(self, runlog: RunLog, stop: StopRequests) -> dict[str, float]:
+        """Train to `max_iters`, evaluating and checkpointing every `eval_every`; returns the last point.
+
+        On a stop request it checkpoints the current iteration and raises `Interrupted`.
+        """
         s = self.settings
         point: dict[str, float] = {}
         started = time.perf_counter() - self.wall_time
         train = self.batches.train
         while self.iteration < s.max_iters:
+            if stop.signum is not None:
+                self.read_pending()
+                self.save(started)
+                raise Interrupted(
+                    stop.signum,
+                    f"stopped by {signal.Signals(stop.signum).name} at iteration {self.iteration}, checkpoint "
+                    f"saved; to resume, run the same command with hydra.run.dir={self.checkpoint_path.parent.parent}",
+                )
             lr = self.set_lr()
             x, y = next(train)
             self.step(x, y)
@@ -228,8 +256,7 @@ class Trainer:
                     "epoch": train.epoch,
                 }
                 self.window = [0.0, 0.0, 0.0]
-                self.wall_time = time.perf_counter() - started
                 runlog.record(self.iteration, point)
-                save_checkpoint(self.state_dict(), self.checkpoint_path)
+                self.save(started)
         self.wall_time = time.perf_counter() - started
         return point

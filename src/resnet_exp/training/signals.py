@@ -1,0 +1,52 @@
+"""Stop requests from SIGTERM, SIGINT and SIGUSR1 (SLURM's warning before preemption or time-out).
+
+The handler only records the request; the training loop checkpoints at the next iteration boundary and
+then hands the signal on to whoever handled it before (submitit requeues the job there). A second
+Ctrl-C interrupts at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after writing a checkpoint."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopRequests:
+    """Context manager installing the handlers (main thread only) and restoring the previous ones."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now, without a checkpoint
+        self.signum = signum
+
+    def pass_on(self) -> None:
+        """Call the handler that was installed before ours for the received signal (submitit's requeue)."""
+        handler = self.previous.get(self.signum) if self.signum is not None else None
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(self.signum, None)

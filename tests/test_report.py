@@ -1,0 +1,238 @@
+"""The degradation report on fake run dirs written here (no training): table numbers, figures, partial
+sweeps, user errors and the TensorBoard fallback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+from resnet_exp.report import (
+    NO_RUNS_HINT,
+    PAPER_XLIM,
+    PAPER_YLIM,
+    TEST,
+    TRAIN,
+    Key,
+    ReportError,
+    axis_limits,
+    curve_band,
+    figure_path,
+    find_runs,
+    group_runs,
+    make_report,
+    table_rows,
+    to_markdown,
+)
+from resnet_exp.runlog import TAGS, read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "plot_degradation.py"
+main = runpy.run_path(str(SCRIPT))["main"]
+
+# Final (train, test) error of each seed: plain56 trains worse than plain20, resnet56 better than resnet20.
+FINALS = {
+    "plain20": [(7.0, 9.0), (7.4, 9.4)],
+    "plain56": [(11.0, 13.0), (11.6, 13.6)],
+    "resnet20": [(2.0, 8.5), (2.2, 8.7)],
+    "resnet56": [(0.4, 7.0), (0.6, 7.4)],
+}
+
+
+def fall(it: int) -> float:
+    """How far above its final value an error is at iteration `it`: a fast fall, then steps at the lr drops."""
+    return 40 * math.exp(-it / 5000) + 5 * (it < 32000) + 2 * (it < 48000)
+
+
+def write_run(
+    root: Path, model: str, seed: int, train: float, test: float, *, iterations: int = 64000,
+    max_iters: int = 64000, every: int = 2000, status: str = "completed", data: str = "cifar10",
+    eval_split: str = "test", job: int = 0,
+) -> Path:
+    """A run dir as the trainer leaves it: summary.json and metrics.jsonl whose last point is (train, test)."""
+    kind, depth, option_b = re.fullmatch(r"(plain|resnet)(\d+)(-B)?", model).groups()
+    run_dir = root / f"{job}_{model}_seed{seed}"
+    run_dir.mkdir(parents=True)
+    points = [
+        {"iteration": it, "train/loss": 0.5, TRAIN: train + fall(it) - fall(iterations), "test/loss": 0.6,
+         TEST: test + fall(it) - fall(iterations), "lr": 0.1, "epoch": it / 391}
+        for it in range(every, iterations + 1, every)
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    last = points[-1] if points and status != "running" else {}
+    summary = {
+        "model": model, "depth": int(depth), "residual": kind == "resnet", "shortcut": "B" if option_b else "A",
+        "data": data, "seed": seed, "max_iters": max_iters, "status": status, "iterations": iterations,
+        "final_train_error": last.get(TRAIN), "final_test_error": last.get(TEST), "wall_time_s": 1.0,
+        "device": "cpu", "params": 1000, "eval_split": eval_split,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A finished Hydra sweep: four nets, two seeds each."""
+    root = tmp_path / "outputs" / "multirun" / "2026-05-09" / "12-00-00"
+    for job, (model, seed, (train, test)) in enumerate(
+        (model, seed, final) for model, finals in FINALS.items() for seed, final in enumerate(finals)
+    ):
+        write_run(root, model, seed, train, test, job=job)
+    return root
+
+
+def test_table_groups_seeds_and_compares_with_table6(sweep: Path) -> None:
+    runs, problems = find_runs([sweep])
+    assert problems == []
+    rows = table_rows(group_runs(runs))
+    assert [(r.model, r.residual, r.seeds, r.iterations) for r in rows] == [
+        ("plain20", "plain", 2, 64000), ("plain56", "plain", 2, 64000),
+        ("resnet20", "residual", 2, 64000), ("resnet56", "residual", 2, 64000),
+    ]
+    plain20, plain56, resnet20, resnet56 = rows
+    assert (plain20.train_error_mean, plain20.test_error_mean) == pytest.approx((7.2, 9.2))
+    assert (plain20.train_error_std, plain20.test_error_std) == pytest.approx((0.2 * math.sqrt(2),) * 2)
+    assert plain20.paper_test_error is None and plain20.diff is None
+    assert plain56.train_error_mean == pytest.approx(11.3)  # the degradation: deeper plain net, higher train error
+    assert (resnet20.test_error_mean, resnet20.test_error_std) == pytest.approx((8.6, 0.1 * math.sqrt(2)))
+    assert (resnet20.paper_test_error, resnet20.diff) == pytest.approx((8.75, -0.15))
+    assert (resnet56.paper_test_error, resnet56.diff) == pytest.approx((6.97, 0.23))
+    lines = to_markdown(rows).splitlines()
+    assert lines[0].startswith("| model | data | depth | residual | seeds | iterations | train error (%) |")
+    assert lines[2] == "| plain20 | cifar10 | 20 | plain | 2 | 64000 | 7.20 ± 0.28 | 9.20 ± 0.28 |  |  |"
+    assert lines[4] == "| resnet20 | cifar10 | 20 | residual | 2 | 64000 | 2.10 ± 0.14 | 8.60 ± 0.14 | 8.75 | -0.15 |"
+    assert len(lines) == 6  # full-length runs on the test set: no notes
+
+
+def test_rows_sort_plain_first_then_by_depth_and_notes_explain_the_comparison(tmp_path: Path) -> None:
+    for job, model in enumerate(["resnet20", "plain110", "resnet110", "resnet20-B", "plain20"]):
+        write_run(tmp_path, model, 0, 1.0, 8.0, iterations=4000, max_iters=4000, every=1000,
+                  eval_split="val" if model == "plain20" else "test", job=job)
+    runs, _ = find_runs([tmp_path])
+    rows = table_rows(group_runs(runs))
+    assert [r.model for r in rows] == ["plain20", "plain110", "resnet20", "resnet20-B", "resnet110"]
+    assert [r.paper_test_error for r in rows] == [None, None, 8.75, None, 6.43]  # option B is not in Table 6
+    markdown = to_markdown(rows)
+    # one seed: no std
+    assert "| resnet20 | cifar10 | 20 | residual | 1 | 4000 | 1.00 | 8.00 | 8.75 | -0.75 |" in markdown
+    notes = markdown.split("\n\n")[1]
+    assert "plain20 are on the validation split" in notes
+    assert "after 64k iterations" in notes and "best of 5 runs" in notes
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".png", b"\x89PNG"), (".pdf", b"%PDF")])
+def test_report_writes_figures_and_tables(sweep: Path, tmp_path: Path, suffix: str, magic: bytes) -> None:
+    warnings: list[str] = []
+    markdown, written = make_report([sweep], tmp_path / "figs" / f"degradation{suffix}", warn=warnings.append)
+    figure, depth_figure, table, table_csv = written
+    assert warnings == []
+    assert depth_figure == tmp_path / "figs" / f"degradation_depth{suffix}"
+    for path in (figure, depth_figure):
+        assert path.read_bytes().startswith(magic)
+    assert table.read_text() == markdown + "\n"
+    with table_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["model"] for row in rows] == list(FINALS)
+    assert float(rows[2]["test_error_mean"]) == 8.6 and float(rows[2]["test_error_std"]) == 0.1414
+    assert float(rows[2]["paper_test_error"]) == 8.75 and float(rows[2]["diff"]) == -0.15
+    assert rows[0]["paper_test_error"] == "" and rows[0]["diff"] == ""
+
+
+def test_partial_sweep_lists_problem_runs_and_plots_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "multirun" / "2026-05-09" / "12-00-00"
+    write_run(root, "plain20", 0, 7.0, 9.0, job=0)
+    (root / "1_plain56_seed0" / ".hydra").mkdir(parents=True)
+    write_run(root, "resnet20", 0, 30.0, 32.0, iterations=12000, status="running", job=2)
+    write_run(root, "resnet56", 0, 0.0, 0.0, iterations=0, status="running", job=3)
+    write_run(root, "plain110", 0, 80.0, 80.0, iterations=6000, status="diverged", job=4)
+    out = tmp_path / "degradation.png"
+    assert main([str(root), "--out", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert f"missing: {root / '1_plain56_seed0'} " in stderr
+    assert f"running: {root / '2_resnet20_seed0'} (resnet20 seed 0, 12000/64000 iterations" in stderr
+    assert f"no points: {root / '3_resnet56_seed0'} (resnet56 seed 0, 0/64000 iterations, status running)" in stderr
+    assert f"diverged: {root / '4_plain110_seed0'} " in stderr
+    assert [line.split(" | ")[0] for line in stdout.splitlines()[2:5]] == ["| plain20", "| plain110", "| resnet20"]
+    assert "| resnet20 | cifar10 | 20 | residual | 1 | 12000/64000 | 30.00 | 32.00 | 8.75 | +23.25 |" in stdout
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_curve_band_averages_seeds_over_the_iterations_all_have_reached(tmp_path: Path) -> None:
+    done = write_run(tmp_path, "resnet20", 0, 2.0, 8.0, every=16000)
+    running = write_run(tmp_path, "resnet20", 1, 4.0, 10.0, iterations=32000, every=16000, status="running")
+    runs, _ = find_runs([tmp_path])
+    [group] = group_runs(runs).values()
+    iterations, mean, lo, hi = curve_band(group, TEST)
+    assert iterations.tolist() == [16000, 32000]
+    values = np.array([[p[TEST] for p in read_metrics(run_dir)[:2]] for run_dir in (done, running)])
+    assert mean == pytest.approx(values.mean(axis=0))
+    assert (lo, hi) == (pytest.approx(values.min(axis=0)), pytest.approx(values.max(axis=0)))
+
+
+def test_axis_limits_follow_the_paper_only_for_full_length_runs() -> None:
+    full, short = Key(False, 20, "plain20", "cifar10", 64000), Key(True, 20, "resnet20", "cifar10", 2000)
+    assert axis_limits([full], None, None, False) == (PAPER_XLIM, PAPER_YLIM)
+    assert axis_limits([full, short], None, None, False) == (None, None)
+    assert axis_limits([full], None, None, True) == (None, None)
+    assert axis_limits([short], [0, 0.2], [50, 90], False) == ((0, 0.2), (50, 90))
+
+
+def test_figure_format_comes_from_the_extension(tmp_path: Path) -> None:
+    assert figure_path(tmp_path / "fig") == tmp_path / "fig.png"
+    assert figure_path(tmp_path / "fig.SVG") == tmp_path / "fig.SVG"
+    with pytest.raises(ReportError, match=r"'\.txt'"):
+        figure_path(tmp_path / "fig.txt")
+
+
+def test_a_path_without_runs_exits_2_with_one_line(tmp_path: Path) -> None:
+    """As a user runs it, so that a traceback or a wrong exit code cannot hide behind an in-process call."""
+    empty = tmp_path / "empty"
+    (empty / "not-a-run").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "scripts/plot_degradation.py", str(empty), "--out", str(tmp_path / "f.png")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == f"plot_degradation.py: error: no runs under '{empty}' ({NO_RUNS_HINT})\n"
+    assert proc.stdout == ""
+
+
+def test_a_missing_path_or_a_sweep_without_points_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = ["--out", str(tmp_path / "f.png")]
+    nope = tmp_path / "nope"
+    assert main([str(nope), *out]) == 2
+    assert capsys.readouterr().err == f"plot_degradation.py: error: '{nope}' does not exist ({NO_RUNS_HINT})\n"
+    (tmp_path / "sweep" / "0_plain20_seed0" / ".hydra").mkdir(parents=True)
+    assert main([str(tmp_path / "sweep"), *out]) == 2
+    missing, error = capsys.readouterr().err.splitlines()
+    assert missing.startswith("missing: ")
+    assert error == "plot_degradation.py: error: no run under the given paths has an evaluation point yet"
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_tensorboard_fallback_reads_runs_without_metrics_jsonl(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "resnet20", 0, 2.0, 8.5, every=16000, job=0)
+    orphan = write_run(tmp_path, "plain20", 0, 7.0, 9.0, every=16000, job=1)
+    for path in (run_dir, orphan):
+        points = read_metrics(path)
+        (path / "metrics.jsonl").unlink()
+        with SummaryWriter(str(path)) as writer:
+            for point in points:
+                for tag in TAGS:
+                    writer.add_scalar(tag, point[tag], point["iteration"])
+    (orphan / "summary.json").unlink()
+    runs, problems = find_runs([tmp_path])
+    [run] = runs
+    assert run.dir == run_dir
+    assert [p["iteration"] for p in run.points] == [16000, 32000, 48000, 64000]
+    assert (run.final(TRAIN), run.final(TEST)) == pytest.approx((2.0, 8.5))
+    assert problems == [f"skipped: {orphan} (no summary.json, so its model and depth are unknown)"]
