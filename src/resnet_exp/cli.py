@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.models import count_parameters
@@ -52,12 +53,12 @@ def hparams(cfg: DictConfig, model: torch.nn.Module, data_name: str) -> dict[str
     }
 
 
-def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
-    """One run, from config to summary.json; returns the summary."""
+def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) -> dict[str, Any]:
+    """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs."""
     settings = build(cfg.trainer)
     schedule = build(cfg.schedule)
     data = build(cfg.data)
-    device = settings.torch_device()
+    device = settings.torch_device(job_index)
     settings.configure_torch()
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -75,6 +76,7 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "eval_split": batches.eval_split,
         "train_size": batches.train_size,
+        "started_at": datetime.now().isoformat(timespec="milliseconds"),
     }
     runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, info, settings.progress)
     log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
@@ -99,6 +101,7 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str) -> dict[str, Any]:
         final_train_loss=last.get("train/loss"),
         final_test_loss=last.get("test/loss"),
         wall_time_s=round(trainer.wall_time, 2),
+        finished_at=datetime.now().isoformat(timespec="milliseconds"),
     )
     if failure:
         summary["failure"] = failure
@@ -118,7 +121,8 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return train(cfg, run_dir, hydra_cfg.runtime.choices.get("data", "?"))["final_test_error"]
+        job_index = OmegaConf.select(hydra_cfg, "job.num", default=0) or 0
+        return train(cfg, run_dir, hydra_cfg.runtime.choices.get("data", "?"), job_index)["final_test_error"]
     except Interrupted as e:
         print(f"resnet-exp: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)

@@ -1,4 +1,5 @@
-"""Stop requests from SIGTERM, SIGINT and SIGUSR1 (SLURM's warning before preemption or time-out).
+"""Stop requests from SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 (SLURM's warning before a time-out: submitit
+asks for USR2 by default, many clusters' scripts for USR1).
 
 The handler only records the request; the training loop checkpoints at the next iteration boundary and
 then hands the signal on to whoever handled it before (submitit requeues the job there). A second
@@ -12,7 +13,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import Any
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class Interrupted(Exception):

@@ -55,9 +55,11 @@ class TrainerSettings:
         if self.precision not in (None, *PRECISIONS):
             raise ConfigError(f"trainer.precision={self.precision!r} is not known; accepted: null (auto), fp32, bf16")
 
-    def torch_device(self) -> torch.device:
+    def torch_device(self, job_index: int = 0) -> torch.device:
+        """`auto` picks CUDA when present; job k of a parallel sweep gets GPU k mod the visible GPUs."""
         if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            count = torch.cuda.device_count()
+            return torch.device(f"cuda:{job_index % count}" if count else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"trainer.device={self.device} but no CUDA device is visible; use trainer.device=cpu")
         return torch.device(self.device)
