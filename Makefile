@@ -12,8 +12,12 @@ export RESNET_EXP_DATA
 
 MODELS ?= plain20,plain56,resnet20,resnet56
 ARGS ?=
+# The demo sweep has a fixed dir, so running `make demo` again resumes it instead of starting over.
+DEMO_DIR ?= outputs/demo
+RUNS ?= $(DEMO_DIR)
+OUT ?= $(RUNS)/degradation.png
 
-.PHONY: install demo test test-all lint train sweep tensorboard clean
+.PHONY: install demo test test-all lint train sweep plot bench tensorboard clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +27,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extras
 
-demo: install  ## a short real run: ResNet-20 on CIFAR-10 for 500 iterations (downloads CIFAR-10 if absent)
-	$(BIN)/resnet-exp model=resnet20 data=cifar10 data.download=true trainer.max_iters=500 \
-		trainer.eval_every=100 $(ARGS)
+demo: install  ## the degradation study, shortened for a CPU (~30 min on 2 cores), then its figure and table
+	$(BIN)/resnet-exp experiment=degradation_quick data.download=true hydra.sweep.dir=$(DEMO_DIR) $(ARGS)
+	$(BIN)/python scripts/plot_degradation.py $(DEMO_DIR) --out $(DEMO_DIR)/degradation.png
 
 test: install  ## the default suite (slow tests excluded)
 	$(BIN)/python -m pytest -q $(ARGS)
@@ -41,6 +45,12 @@ train: install  ## one run with the paper's recipe: make train ARGS="model=plain
 
 sweep: install  ## a multirun over MODELS: make sweep MODELS=plain20,plain56 ARGS="trainer.max_iters=2000"
 	$(BIN)/resnet-exp -m model=$(MODELS) $(ARGS)
+
+plot: install  ## figure + table from runs: make plot RUNS=outputs/multirun/<date>/<time> OUT=fig.pdf
+	$(BIN)/python scripts/plot_degradation.py $(RUNS) --out $(OUT)
+
+bench: install  ## throughput of our training path against a plain torchvision reference (JSON in outputs/)
+	$(BIN)/python scripts/benchmark.py $(ARGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir outputs
