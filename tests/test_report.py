@@ -30,6 +30,7 @@ from resnet_exp.report import (
     find_runs,
     group_runs,
     make_report,
+    plot_curves,
     table_rows,
     to_markdown,
 )
@@ -236,3 +237,28 @@ def test_tensorboard_fallback_reads_runs_without_metrics_jsonl(tmp_path: Path) -
     assert [p["iteration"] for p in run.points] == [16000, 32000, 48000, 64000]
     assert (run.final(TRAIN), run.final(TEST)) == pytest.approx((2.0, 8.5))
     assert problems == [f"skipped: {orphan} (no summary.json, so its model and depth are unknown)"]
+
+
+def test_figure_has_the_papers_panels_and_line_styles(sweep: Path, tmp_path: Path) -> None:
+    write_run(sweep, "plain110", 0, 30.0, 40.0, iterations=8000, status="diverged", job=9)  # a failed job
+    runs, problems = find_runs([sweep])
+    assert any(line.startswith("diverged:") and "plain110" in line for line in problems)
+    groups = group_runs(runs)
+    fig = plot_curves(groups, tmp_path / "fig.png", PAPER_XLIM, PAPER_YLIM, None)
+    plain, residual = fig.axes[:2]
+    assert (plain.get_title(), residual.get_title()) == ("plain networks", "residual networks")
+    assert plain.get_xlim() == PAPER_XLIM and plain.get_ylim() == PAPER_YLIM
+    for ax, models in ((plain, ["plain20", "plain56", "plain110"]), (residual, ["resnet20", "resnet56"])):
+        data_lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 0]
+        # One dashed (train) and one bold solid (test) line per net; seeds are averaged into one line each.
+        assert len(data_lines) == 2 * len(models)
+        dashed = [line for line in data_lines if line.get_linestyle() == "--"]
+        solid = [line for line in data_lines if line.get_linestyle() == "-"]
+        assert len(dashed) == len(solid) == len(models)
+        assert min(line.get_linewidth() for line in solid) > max(line.get_linewidth() for line in dashed)
+        assert len(ax.collections) == 2 * len(models)  # the seed bands
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert all(model in legend for model in models)
+    # The mean of two seeds: plain56's final test error is (13.0 + 13.6) / 2.
+    plain56_test = next(line for line in plain.get_lines() if line.get_label() == "plain56")
+    assert plain56_test.get_ydata()[-1] == pytest.approx(13.3)

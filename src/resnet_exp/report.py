@@ -334,7 +334,7 @@ def _legend(ax: Axes) -> None:
 
 
 def plot_curves(groups: dict[Key, list[Run]], path: Path, xlim: Limits | None, ylim: Limits | None,
-                title: str | None) -> None:
+                title: str | None) -> Figure:
     """The paper's Figures 1/6: plain nets left, residual nets right, on shared axes."""
     colors = depth_colors(key.depth for key in groups)
     names = labels(groups)
@@ -362,6 +362,7 @@ def plot_curves(groups: dict[Key, list[Run]], path: Path, xlim: Limits | None, y
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=200)
+    return fig
 
 
 def plot_depth(groups: dict[Key, list[Run]], path: Path, ylim: Limits | None, title: str | None) -> None:

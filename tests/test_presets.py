@@ -1,0 +1,46 @@
+"""Experiment presets compose into the sweeps they promise (composed and expanded, not trained)."""
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+
+def jobs(*overrides: str) -> tuple[list[list[str]], object]:
+    """The job override lists Hydra's basic sweeper would launch, and the composed config."""
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params)
+    [batch] = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return batch, cfg
+
+
+def test_degradation_expands_to_the_papers_eight_runs() -> None:
+    batch, cfg = jobs("experiment=degradation")
+    models = sorted(override.split("=")[1] for job in batch for override in job if override.startswith("model="))
+    assert models == sorted(f"{kind}{depth}" for kind in ("plain", "resnet") for depth in (20, 32, 44, 56))
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.trainer.max_iters == 64000 and list(cfg.schedule.milestones) == [32000, 48000]
+    assert cfg.optim.lr == 0.1 and cfg.trainer.batch_size == 128
+
+
+def test_quick_preset_scales_the_milestones_with_its_length() -> None:
+    batch, cfg = jobs("experiment=degradation_quick")
+    assert len(batch) == 4
+    n = cfg.trainer.max_iters
+    assert list(cfg.schedule.milestones) == [n // 2, n * 3 // 4]
+    assert cfg.data._target_.endswith("Cifar10")
+
+
+@pytest.mark.parametrize("preset", ["degradation", "degradation_quick"])
+def test_seeds_multiplies_any_preset_by_three(preset: str) -> None:
+    alone, _ = jobs(f"experiment={preset}")
+    batch, _ = jobs(f"experiment=[{preset},seeds]")
+    assert len(batch) == 3 * len(alone)
+    assert sorted({o for job in batch for o in job if o.startswith("seed=")}) == ["seed=0", "seed=1", "seed=2"]
+
+
+def test_command_line_overrides_beat_the_preset() -> None:
+    _, cfg = jobs("experiment=degradation_quick", "data=synthetic", "trainer.max_iters=10")
+    assert cfg.data._target_.endswith("Synthetic") and cfg.trainer.max_iters == 10
