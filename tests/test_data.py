@@ -141,3 +141,33 @@ def test_real_cifar10_through_the_configured_root(real_cifar_root: str) -> None:
     assert data.train_images[0, :, 0, 0].tolist() == [59, 62, 63]
     mean = data.train_images.double().div(255).mean((0, 2, 3))
     assert mean.tolist() == pytest.approx([0.49139968, 0.48215841, 0.44653091], abs=1e-6)
+
+
+def test_download_fetches_the_official_archive_only_when_absent(tmp_path: Path, monkeypatch) -> None:
+    import torchvision.datasets.utils as tv_utils
+    from conftest import write_tiny_cifar
+
+    from resnet_exp.data import cifar10
+
+    calls = []
+
+    def fake_download(url: str, root: str, md5: str) -> None:
+        calls.append((url, md5))
+        write_tiny_cifar(Path(root))
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    assert len(read_cifar10(tmp_path, download=True).train_labels) == 5 * PER_BATCH
+    assert calls == [(cifar10.ARCHIVE_URL, cifar10.ARCHIVE_MD5)]
+    read_cifar10(tmp_path, download=True)
+    assert len(calls) == 1  # present now: not fetched again
+
+
+def test_failed_download_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:
+    import torchvision.datasets.utils as tv_utils
+
+    def offline(url: str, root: str, md5: str) -> None:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
+    with pytest.raises(DataError, match=r"could not download CIFAR-10 from https://www.cs.toronto.edu/.*not known"):
+        read_cifar10(tmp_path, download=True)

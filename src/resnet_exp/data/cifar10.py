@@ -6,6 +6,7 @@ md5s, so a lossless re-encoding of the release (same pixels, labels and order) i
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 from resnet_exp.data.images import ImageData
 from resnet_exp.data.module import DataModule
 from resnet_exp.errors import DataError
+
+log = logging.getLogger(__name__)
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -109,6 +112,7 @@ def read_cifar10(root: str | os.PathLike, download: bool = False) -> ImageData:
         try:
             find_folder(root)
         except DataError:
+            log.info("CIFAR-10 not found under %s: downloading %s (163 MB) and checking its md5", root, ARCHIVE_URL)
             fetch_archive(root)
     folder = find_folder(root)
     classes, per_batch = read_meta(folder)
