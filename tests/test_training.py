@@ -118,3 +118,19 @@ def test_compute_paths_train(tmp_path: Path, precision: str, channels_last: bool
 def test_unknown_precision_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"trainer.precision='fp8'.*fp32, bf16"):
         TrainerSettings(precision="fp8")
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_checkpoints_plain_keys(tmp_path: Path) -> None:
+    summary = train(config("trainer.max_iters=10", "trainer.eval_every=10", "trainer.compile=true"), tmp_path,
+                    "synthetic")
+    assert summary["status"] == "completed"
+    assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_uses_bf16_and_matches_the_contract(tmp_path: Path) -> None:
+    summary = train(config("trainer.device=cuda", "trainer.max_iters=20", "trainer.eval_every=10"), tmp_path,
+                    "synthetic")
+    assert summary["status"] == "completed" and summary["device"] != "cpu"
+    assert summary["final_test_error"] < 80.0

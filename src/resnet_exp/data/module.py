@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -10,14 +11,18 @@ from resnet_exp.data.batches import EvalBatches, Normalizer, TrainStream
 from resnet_exp.data.images import ImageData, split_off_validation
 from resnet_exp.errors import ConfigError
 
+if TYPE_CHECKING:
+    from resnet_exp.data.reference import ReferenceStream
+
 NORMALIZATIONS = ("pixel", "channel")
+LOADERS = ("device", "torchvision")
 
 
 @dataclass
 class Batches:
     """Everything the trainer gets from the data: batches already on its device."""
 
-    train: TrainStream
+    train: TrainStream | ReferenceStream
     eval: EvalBatches
     eval_split: str
     train_size: int
@@ -32,10 +37,14 @@ class DataModule:
         augment: bool = True,
         val_split: int = 0,
         split_seed: int = 0,
+        loader: str = "device",
     ) -> None:
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"data.normalize={normalize!r} is not known; accepted: {', '.join(NORMALIZATIONS)}")
+        if loader not in LOADERS:
+            raise ConfigError(f"data.loader={loader!r} is not known; accepted: {', '.join(LOADERS)}")
         self.normalize = normalize
+        self.loader = loader
         self.augment = augment
         self.val_split = val_split
         self.split_seed = split_seed
@@ -50,10 +59,19 @@ class DataModule:
         return Normalizer(*data.channel_stats())
 
     def batches(self, device: torch.device, batch_size: int, eval_batch_size: int, seed: int) -> Batches:
+        """Training stream of the configured `loader`; evaluation is the same device-resident path for both."""
         data = split_off_validation(self.read(), self.val_split, self.split_seed)
         norm = self.normalizer(data).to(device)
-        train = TrainStream(
-            data.train_images.to(device), data.train_labels.to(device), batch_size, norm, self.augment, seed
-        )
+        train: TrainStream | ReferenceStream
+        if self.loader == "torchvision":
+            # Imported here so that the default path does not pay for importing torchvision and PIL.
+            from resnet_exp.data.reference import ReferenceStream, reference_transform
+
+            transform = reference_transform(data, self.normalize, self.augment)
+            train = ReferenceStream(data.train_images, data.train_labels, batch_size, transform, seed, device)
+        else:
+            train = TrainStream(
+                data.train_images.to(device), data.train_labels.to(device), batch_size, norm, self.augment, seed
+            )
         evaluation = EvalBatches(data.test_images.to(device), data.test_labels.to(device), eval_batch_size, norm)
         return Batches(train, evaluation, data.eval_split, len(data.train_labels))

@@ -44,6 +44,8 @@ class TrainerSettings:
     precision: str | None = None
     channels_last: bool | None = None
     deterministic: bool = False
+    compile: bool = False
+    compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_iters", "batch_size", "eval_every", "eval_batch_size", "log_every"):
@@ -106,6 +108,8 @@ class Trainer:
         self.settings = settings
         self.amp_dtype, self.memory_format = settings.compute_path(device)
         self.model = model.to(device, memory_format=self.memory_format)
+        # The compiled wrapper runs the steps; `self.model` keeps the plain state_dict keys for checkpoints.
+        self.net = torch.compile(self.model, mode=settings.compile_mode) if settings.compile else self.model
         self.optimizer = optimizer
         self.schedule = schedule
         self.batches = batches
@@ -174,10 +178,10 @@ class Trainer:
         x = x.contiguous(memory_format=self.memory_format)
         dtype = self.amp_dtype or torch.bfloat16
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
-            return self.model(x).float()
+            return self.net(x).float()
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.model.train()
+        self.net.train()
         logits = self.forward(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -206,7 +210,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         """Loss and error (%) on the evaluation set, in eval mode (BN running statistics)."""
-        self.model.eval()
+        self.net.eval()
         totals = torch.zeros(2, device=self.device)
         for x, y in self.batches.eval:
             logits = self.forward(x)

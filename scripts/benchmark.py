@@ -1,0 +1,363 @@
+"""Training throughput of the project's data pipeline and step against the usual torchvision recipe.
+
+    python scripts/benchmark.py                               # ResNet-56 and ResNet-20, every variant
+    python scripts/benchmark.py --models 20 --iters 50 --device cpu --variants reference ours-fp32
+
+Every variant trains the same network (`CifarResNet(depth)`, SGD lr 0.1, momentum 0.9, weight decay 1e-4) at
+batch 128 (`--batch-size`) on CIFAR-10-shaped data, end to end including augmentation, in this one process:
+
+- `reference`: NCHW fp32, fed by `data.loader=torchvision` (a shuffling DataLoader, 2 workers, PIL
+  transforms), plain `model(x)`, cross-entropy and SGD step: how most CIFAR-10 code trains;
+- `ours-fp32` / `ours-bf16`: the default device-resident pipeline feeding `Trainer.step` itself
+  (channels_last; bf16 autocast for the second), i.e. what `resnet-exp` runs;
+- `bare-fp32` / `bare-bf16`: `Trainer.step` on one fixed batch already on the device, so `ours / bare` is
+  the share of the step time the data pipeline leaves to training (the target is >= 0.95).
+
+bf16 variants run only where the device computes bf16 natively (CUDA with bf16, or a CPU with oneDNN and
+avx512_bf16/amx_bf16). All variants run with the CLI's torch settings (cuDNN autotuning on). Achieved FLOP/s
+is the model's training FLOPs per image (convolutions and matmuls of forward and backward, as torch's
+FlopCounterMode counts them) times images/s, reported against a measured matrix-multiply peak of the
+same device and dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from resnet_exp.data import DataModule, ImageData, make_synthetic, read_cifar10
+from resnet_exp.data.cifar10 import FOLDER, find_folder
+from resnet_exp.data.module import Batches
+from resnet_exp.errors import DataError, UserError
+from resnet_exp.models import CifarResNet
+from resnet_exp.models.cifar import check_depth
+from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
+from resnet_exp.training.optim import sgd
+
+VARIANTS = ("reference", "ours-fp32", "ours-bf16", "bare-fp32", "bare-bf16")
+EVAL_BATCH = 1000
+SEED = 0
+MM_TIMINGS = 5
+# Trainer derives its checkpoint path from a run dir; the benchmark never saves, so none is needed.
+NO_RUN_DIR = Path(os.devnull)
+
+
+class Preloaded(DataModule):
+    """A data module over images read once, so every variant is fed from the same copy."""
+
+    def __init__(self, data: ImageData, **feeding: Any) -> None:
+        super().__init__(**feeding)
+        self.data = data
+
+    def read(self) -> ImageData:
+        return self.data
+
+
+def holds_cifar10(root: str) -> bool:
+    try:
+        find_folder(root)
+    except DataError:
+        return False
+    return True
+
+
+def load_data(root: str | None, synthetic_train: int) -> tuple[ImageData, str]:
+    """The real CIFAR-10 from `root` (or `$RESNET_EXP_DATA` when it holds it), else a synthetic set of its shape.
+
+    Throughput does not depend on the pixels, so the synthetic set times the same work.
+    """
+    if root is None:
+        env = os.environ.get("RESNET_EXP_DATA")
+        root = env if env and holds_cifar10(env) else None
+    if root is not None:
+        data = read_cifar10(root)
+        return data, f"CIFAR-10 from {data.source}"
+    data = make_synthetic(synthetic_train, max(synthetic_train // 5, 1))
+    return data, (
+        f"synthetic: no {FOLDER} under --data-root or $RESNET_EXP_DATA, so make_synthetic({synthetic_train}, "
+        f"{len(data.test_labels)}) of the same shape"
+    )
+
+
+def cpu_info(key: str) -> str:
+    """A field of /proc/cpuinfo (its first occurrence), or "" where there is none (not Linux)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    return ""
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_info('model name') or platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+
+
+def bf16_unsupported(device: torch.device) -> str | None:
+    """Why the device has no native bf16 (emulated bf16 would only measure the emulation), or None."""
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else "this GPU has no native bf16"
+    if not torch.backends.mkldnn.is_available():
+        return "this torch build has no oneDNN"
+    if not {"avx512_bf16", "amx_bf16"} & set(cpu_info("flags").split()):
+        return "the CPU reports neither avx512_bf16 nor amx_bf16"
+    return None
+
+
+def variant_parts(variant: str) -> tuple[str, str]:
+    """(feed, precision) of a variant name: "ours-bf16" is ("ours", "bf16"); the reference is fp32."""
+    feed, _, precision = variant.partition("-")
+    return feed, precision or "fp32"
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer read afterwards covers the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """FLOP/s of a large square `torch.mm`, median of several: the yardstick for the training FLOP/s.
+
+    On CUDA fp32 is timed with TF32 allowed exactly when cuDNN convs may use it (torch's default: yes), so
+    the yardstick is the arithmetic the convs really get.
+    """
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        torch.mm(a, b)
+        seconds = []
+        for _ in range(MM_TIMINGS):
+            sync(device)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            sync(device)
+            seconds.append(time.perf_counter() - start)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    return 2 * size**3 / statistics.median(seconds)
+
+
+def train_flops_per_image(depth: int, shape: tuple[int, ...], batch_size: int) -> float:
+    """Forward plus backward FLOPs of one training image, counted on the meta device (nothing computed)."""
+    model = CifarResNet(depth).to("meta")
+    x = torch.empty(batch_size, *shape, device="meta")
+    y = torch.zeros(batch_size, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / batch_size
+
+
+def fresh_model(depth: int) -> CifarResNet:
+    """The same initial weights for every variant."""
+    torch.manual_seed(SEED)
+    return CifarResNet(depth)
+
+
+def reference_step(depth: int, data: ImageData, device: torch.device, batch_size: int) -> Callable[[], None]:
+    """One iteration of the usual loop: torchvision-style batch, NCHW fp32 forward, loss, SGD step."""
+    model = fresh_model(depth).to(device)
+    optimizer = sgd(model.parameters())
+    train = Preloaded(data, loader="torchvision").batches(device, batch_size, EVAL_BATCH, SEED).train
+
+    def step() -> None:
+        x, y = next(train)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def trainer_step(depth: int, precision: str, batches: Batches, device: torch.device, bare: bool) -> Callable[[], None]:
+    """One iteration of `Trainer.step` (channels_last), fed by the device pipeline or, `bare`, by one fixed batch."""
+    settings = TrainerSettings(device=device.type, precision=precision, channels_last=True)
+    model = fresh_model(depth)
+    trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, NO_RUN_DIR)
+    train = batches.train
+    if bare:
+        x, y = next(train)
+        return lambda: trainer.step(x, y)
+    return lambda: trainer.step(*next(train))
+
+
+def throughput(step: Callable[[], None], device: torch.device, args: argparse.Namespace) -> list[float]:
+    """Images/s of `args.repeats` timed runs of `args.iters` steps each, after `args.warmup` untimed steps."""
+    for _ in range(args.warmup):
+        step()
+    rates = []
+    for _ in range(args.repeats):
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(args.iters):
+            step()
+        sync(device)
+        rates.append(args.iters * args.batch_size / (time.perf_counter() - start))
+    return rates
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's speed relative to the reference and, for the `ours` rows, to the bare step."""
+    by_name = {row["variant"]: row["images_per_s"] for row in rows}
+    for row in rows:
+        feed, precision = variant_parts(row["variant"])
+        reference, bare = by_name.get("reference"), by_name.get(f"bare-{precision}")
+        row["vs_reference"] = row["images_per_s"] / reference if reference else None
+        row["ours_vs_bare"] = row["images_per_s"] / bare if feed == "ours" and bare else None
+
+
+def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -> dict[str, Any]:
+    """Time every selected variant on every model; the results as the JSON report holds them."""
+    no_bf16 = bf16_unsupported(device)
+    skipped = {v: no_bf16 for v in args.variants if v.endswith("bf16") and no_bf16}
+    variants = [v for v in VARIANTS if v in args.variants and v not in skipped]
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    precisions = {variant_parts(v)[1] for v in variants}
+    peaks = {p: matmul_peak(device, dtype, args.mm_size) for p, dtype in dtypes.items() if p in precisions}
+    ours = Preloaded(data).batches(device, args.batch_size, EVAL_BATCH, SEED)
+    models, results = {}, []
+    for depth in args.models:
+        name = f"resnet{depth}"
+        flops = train_flops_per_image(depth, tuple(data.train_images.shape[1:]), args.batch_size)
+        models[name] = {"depth": depth, "train_gflop_per_image": flops / 1e9}
+        rows = []
+        for variant in variants:
+            feed, precision = variant_parts(variant)
+            if feed == "reference":
+                step = reference_step(depth, data, device, args.batch_size)
+            else:
+                step = trainer_step(depth, precision, ours, device, bare=feed == "bare")
+            rates = throughput(step, device, args)
+            del step  # lets the reference stream's workers go before the next variant
+            rate = statistics.median(rates)
+            peak = peaks[precision]
+            rows.append({
+                "model": name,
+                "variant": variant,
+                "images_per_s": rate,
+                "runs_images_per_s": rates,
+                "gflop_per_s": flops * rate / 1e9,
+                "peak_pct": 100 * flops * rate / peak,
+            })
+            print(f"{name} {variant}: {rate:.1f} img/s", file=sys.stderr)
+        add_ratios(rows)
+        results += rows
+    return {
+        "peak_gflop_per_s": {p: peak / 1e9 for p, peak in peaks.items()},
+        "models": models,
+        "results": results,
+        "skipped": skipped,
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The results as an aligned text table."""
+    header = ("model", "variant", "img/s", "vs reference", "ours/bare", "GFLOP/s", "% of peak")
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
+    lines = [
+        (r["model"], r["variant"], f"{r['images_per_s']:.1f}", ratio(r["vs_reference"]), ratio(r["ours_vs_bare"]),
+         f"{r['gflop_per_s']:.1f}", f"{r['peak_pct']:.1f}")
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in [header, *lines])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="Time training at batch 128, end to end, through the torchvision-style reference and the "
+        "project's own path (see the module docstring); print a table and write it all as JSON.",
+    )
+    parser.add_argument("--models", nargs="+", type=int, default=[56, 20], metavar="DEPTH",
+                        help="ResNet depths, each 6n+2 (default: %(default)s)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
+                        help=f"a subset of {', '.join(VARIANTS)} (default: all)")
+    parser.add_argument("--batch-size", type=int, default=128, help="the paper's 128 by default; smaller only "
+                        "for quick checks (default: %(default)s)")
+    parser.add_argument("--iters", type=int, default=20, help="timed iterations per run (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: cuda when available (default: %(default)s)")
+    parser.add_argument("--data-root", help="a folder holding cifar-10-batches-py/ (default: $RESNET_EXP_DATA if it "
+                        "holds it, else synthetic data)")
+    parser.add_argument("--synthetic-train", type=int, default=50000, metavar="N",
+                        help="training images of the synthetic stand-in, with N/5 test images (default: %(default)s)")
+    parser.add_argument("--mm-size", type=int, default=2048, metavar="N",
+                        help="side of the square matrices timed for the peak (default: %(default)s)")
+    parser.add_argument("--json", type=Path, default=Path("outputs/benchmark.json"),
+                        help="where to write the full results (default: %(default)s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "iters", "repeats", "synthetic_train", "mm_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be at least 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is visible; use --device cpu")
+    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        for depth in args.models:
+            check_depth(depth)  # a bad depth fails here, before reading the data
+        data, source = load_data(args.data_root, args.synthetic_train)
+    except UserError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    TrainerSettings().configure_torch()
+    header = {
+        "device": device_name(device),
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "data": source,
+        "settings": {
+            k: getattr(args, k) for k in ("models", "variants", "batch_size", "iters", "repeats", "warmup", "mm_size")
+        },
+    }
+    print(f"device: {header['device']} ({device.type}); torch {header['torch']}\ndata: {source}", flush=True)
+    report = {**header, **benchmark(args, device, data)}
+    for precision, peak in report["peak_gflop_per_s"].items():
+        print(f"matmul peak {precision}: {peak:.1f} GFLOP/s ({args.mm_size}x{args.mm_size} torch.mm)")
+    for name, model in report["models"].items():
+        print(f"{name}: {model['train_gflop_per_image']:.3f} GFLOP per training image (forward + backward)")
+    for variant, reason in report["skipped"].items():
+        print(f"skipped {variant}: {reason}")
+    print(table(report["results"]))
+    print("ours/bare: images/s with the data pipeline over the same step on a fixed batch (target >= 0.95)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

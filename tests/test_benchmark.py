@@ -1,0 +1,40 @@
+"""`scripts/benchmark.py` end to end with tiny settings: every variant runs and the report holds its numbers."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+benchmark = runpy.run_path(str(SCRIPT))
+TINY = ["--models", "8", "--batch-size", "16", "--iters", "1", "--repeats", "1", "--warmup", "1",
+        "--synthetic-train", "256", "--mm-size", "128", "--device", "cpu"]
+
+
+def test_benchmark_smoke(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESNET_EXP_DATA", raising=False)
+    out = tmp_path / "bench.json"
+    assert benchmark["main"]([*TINY, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["device_type"] == "cpu" and report["data"].startswith("synthetic")
+    ran = [row["variant"] for row in report["results"]]
+    # bf16 variants run exactly where the CPU computes bf16 natively; otherwise they are listed as skipped.
+    assert sorted([*ran, *report["skipped"]]) == sorted(benchmark["VARIANTS"])
+    assert "reference" in ran and "ours-fp32" in ran and "bare-fp32" in ran
+    assert report["models"]["resnet8"]["train_gflop_per_image"] > 0
+    rows = {row["variant"]: row for row in report["results"]}
+    assert all(row["images_per_s"] > 0 and row["gflop_per_s"] > 0 and row["peak_pct"] > 0 for row in rows.values())
+    assert rows["reference"]["vs_reference"] == 1.0
+    assert rows["ours-fp32"]["ours_vs_bare"] == pytest.approx(
+        rows["ours-fp32"]["images_per_s"] / rows["bare-fp32"]["images_per_s"]
+    )
+    stdout = capsys.readouterr().out
+    assert "resnet8  reference" in stdout and "% of peak" in stdout
+
+
+def test_benchmark_rejects_a_bad_depth(capsys: pytest.CaptureFixture) -> None:
+    assert benchmark["main"]([*TINY, "--models", "9"]) == 2
+    assert "model.depth=9 is not of the form 6n+2" in capsys.readouterr().err
