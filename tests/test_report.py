@@ -31,6 +31,7 @@ from resnet_exp.report import (
     group_runs,
     make_report,
     plot_curves,
+    status_line,
     table_rows,
     to_markdown,
 )
@@ -135,7 +136,7 @@ def test_report_writes_figures_and_tables(sweep: Path, tmp_path: Path, suffix: s
     warnings: list[str] = []
     markdown, written = make_report([sweep], tmp_path / "figs" / f"degradation{suffix}", warn=warnings.append)
     figure, depth_figure, table, table_csv = written
-    assert warnings == []
+    assert warnings == ["runs: 8 completed"]
     assert depth_figure == tmp_path / "figs" / f"degradation_depth{suffix}"
     for path in (figure, depth_figure):
         assert path.read_bytes().startswith(magic)
@@ -214,8 +215,8 @@ def test_a_missing_path_or_a_sweep_without_points_is_a_one_line_error(
     assert capsys.readouterr().err == f"plot_degradation.py: error: '{nope}' does not exist ({NO_RUNS_HINT})\n"
     (tmp_path / "sweep" / "0_plain20_seed0" / ".hydra").mkdir(parents=True)
     assert main([str(tmp_path / "sweep"), *out]) == 2
-    missing, error = capsys.readouterr().err.splitlines()
-    assert missing.startswith("missing: ")
+    missing, status, error = capsys.readouterr().err.splitlines()
+    assert missing.startswith("missing: ") and status == "runs: 1 missing"
     assert error == "plot_degradation.py: error: no run under the given paths has an evaluation point yet"
     assert not (tmp_path / "f.png").exists()
 
@@ -262,3 +263,12 @@ def test_figure_has_the_papers_panels_and_line_styles(sweep: Path, tmp_path: Pat
     # The mean of two seeds: plain56's final test error is (13.0 + 13.6) / 2.
     plain56_test = next(line for line in plain.get_lines() if line.get_label() == "plain56")
     assert plain56_test.get_ydata()[-1] == pytest.approx(13.3)
+
+
+def test_status_line_counts_runs_by_status(tmp_path: Path) -> None:
+    write_run(tmp_path, "plain20", 0, 7.0, 9.0)
+    write_run(tmp_path, "plain56", 0, 11.0, 13.0, iterations=4000, status="running", job=1)
+    write_run(tmp_path, "resnet20", 0, 2.0, 8.5, iterations=2000, status="diverged", job=2)
+    (tmp_path / "3_resnet56_seed0" / ".hydra").mkdir(parents=True)
+    runs, problems = find_runs([tmp_path])
+    assert status_line(runs, problems) == "runs: 1 completed, 1 diverged, 1 missing, 1 running"

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -190,6 +190,13 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
         if not found:
             raise ReportError(f"no runs under '{path}' ({NO_RUNS_HINT})")
     return runs, problems
+
+
+def status_line(runs: Sequence[Run], problems: Sequence[str]) -> str:
+    """One line saying how far a sweep has got: runs by status, plus jobs without files or points."""
+    counts = Counter(run.status for run in runs)
+    counts.update(line.split(":", 1)[0] for line in problems if not line.startswith(tuple(counts)))
+    return "runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def group_runs(runs: Iterable[Run]) -> dict[Key, list[Run]]:
@@ -407,6 +414,7 @@ def make_report(
     runs, problems = find_runs(paths)
     for line in problems:
         warn(line)
+    warn(status_line(runs, problems))
     if not runs:
         raise ReportError("no run under the given paths has an evaluation point yet")
     groups = group_runs(runs)
