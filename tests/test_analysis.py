@@ -1,0 +1,189 @@
+"""The analysis tools on tiny random nets and synthetic data: shapes, known values, and the CLI's files and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from resnet_exp.analysis import grad_norms
+from resnet_exp.analysis.cli import main
+from resnet_exp.analysis.gradients import autocorrelation, loss_grad_norms, measure_shattering
+from resnet_exp.analysis.lesion import NOT_REMOVABLE, lesioned, measure_lesions
+from resnet_exp.analysis.responses import measure_responses
+from resnet_exp.analysis.sensitivity import compare, measure_sensitivity
+from resnet_exp.models import CifarResNet
+from resnet_exp.training.checkpoint import save_checkpoint
+
+TINY = ["data=synthetic", "data.train_size=64", "data.test_size=32", "model.depth=8"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets run fastest on one thread, which also keeps them from fighting a training job for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def batches(count: int = 2, size: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(size, 3, 32, 32, generator=g), torch.randint(0, 10, (size,), generator=g))
+            for _ in range(count)]
+
+
+def net(depth: int = 14, residual: bool = True, block: str = "basic", zero: int | None = None) -> CifarResNet:
+    """A random net in eval mode; block `zero` gets a zero residual branch (bn2 weight and bias 0)."""
+    torch.manual_seed(0)
+    model = CifarResNet(depth, residual=residual, block=block).eval()
+    if zero is not None:
+        nn.init.zeros_(model.blocks[zero].bn2.weight)
+        nn.init.zeros_(model.blocks[zero].bn2.bias)
+    return model
+
+
+def make_run(root: Path, model: str, checkpoint: bool = True) -> Path:
+    """A run dir as the runner leaves it: Hydra's composed config and the last checkpoint."""
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={model}", *TINY])
+    run = root / model
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    if checkpoint:
+        save_checkpoint({"model": instantiate(cfg.model).state_dict(), "iteration": 0}, run / "checkpoints" / "last.pt")
+    return run
+
+
+def test_responses_std_per_layer_and_zero_branch_has_ratio_zero() -> None:
+    model, data = net(zero=1), batches()
+    result = measure_responses(model, data)
+    assert list(result["std"]) == [str(i) for i in range(6)]
+    assert all(len(v) == 2 for v in result["std"].values())
+    x = torch.cat([x for x, _ in data])
+    first = model.blocks[0].bn1(model.blocks[0].conv1(model.stem(x)))
+    assert result["std"]["0"][0] == pytest.approx(first.std(unbiased=False).item(), rel=1e-4)
+    assert result["std"]["1"][1] == 0
+    assert result["ratio"]["1"] == 0
+    assert all(r > 0 for i, r in result["ratio"].items() if i != "1")
+
+
+def test_responses_plain_ratio_only_where_shapes_match_and_bottleneck_has_three_layers() -> None:
+    plain = measure_responses(net(residual=False), batches(1))
+    assert [i for i, r in plain["ratio"].items() if r is None] == ["2", "4"]  # the downsampling blocks
+    bottleneck = measure_responses(net(11, block="preact-bottleneck"), batches(1))
+    assert [len(v) for v in bottleneck["std"].values()] == [3, 3, 3]
+
+
+@pytest.mark.parametrize("block", ["basic", "preact"])
+def test_deleting_a_zero_residual_block_changes_nothing(block: str) -> None:
+    model = net(block=block)
+    zeroed = model.blocks[1].conv2 if block == "preact" else model.blocks[1].bn2
+    nn.init.zeros_(zeroed.weight)
+    x = batches(1)[0][0]
+    with torch.no_grad():
+        assert torch.equal(lesioned(model, x, [1]), model(x))
+        assert not torch.equal(lesioned(model, x, [3]), model(x))
+
+
+def test_lesion_finds_removable_plain_blocks_and_draws_k_blocks() -> None:
+    plain = measure_lesions(net(residual=False), batches(1), draws=3)
+    assert [i for i, e in plain["single"].items() if e == NOT_REMOVABLE] == ["2", "4"]
+    assert list(plain["random"]) == ["1", "2", "3", "4"]
+    assert all(len(v) == 3 and all(0 <= e <= 100 for e in v) for v in plain["random"].values())
+    residual = measure_lesions(net(), batches(1), draws=2)
+    assert NOT_REMOVABLE not in residual["single"].values()
+    assert list(residual["random"]) == [str(k) for k in range(1, 7)]
+    assert 0 <= residual["error"] <= 100
+
+
+def test_grad_norms_per_parameter_and_cleared_after() -> None:
+    model = net(8)
+    x, y = batches(1)[0]
+    assert grad_norms(model) == {}
+    norms = loss_grad_norms(model, x, y)
+    assert list(norms) == [name for name, _ in model.named_parameters()]
+    assert norms["fc.weight"] > 0 and all(p.grad is None for p in model.parameters())
+    model.fc.weight.grad = torch.full_like(model.fc.weight, 2.0)
+    assert grad_norms(model) == {"fc.weight": pytest.approx(2.0 * model.fc.weight.numel() ** 0.5)}
+
+
+def test_autocorrelation_of_constant_smooth_and_white_sequences() -> None:
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(256, 50, generator=g)
+    assert autocorrelation(torch.ones(256, 50), 4) == [1.0] * 5
+    assert autocorrelation(noise.cumsum(0), 4)[1] > 0.9  # brown noise: smooth
+    white = autocorrelation(noise, 4)
+    assert white[0] == pytest.approx(1.0) and abs(white[1]) < 0.1
+
+
+def test_shattering_curve_length_and_lag_zero() -> None:
+    curve = measure_shattering(net(8), batches(1)[0][0][:4], points=16, batch_size=8)
+    assert len(curve) == 16 // 4 + 1
+    assert curve[0] == pytest.approx(1.0)
+    assert all(-1 <= c <= 1 for c in curve)
+
+
+def test_sensitivity_grows_with_eps_and_comparison_says_which_is_more_sensitive() -> None:
+    result = measure_sensitivity(net(8), batches(1), [1e-4, 1e-1], seed=0)
+    for kind in ("random", "fgsm"):
+        small, large = result[kind]["0.0001"], result[kind]["0.1"]
+        assert 0 < small["relative_change"] < large["relative_change"]
+        assert 0 <= small["flip_rate"] <= large["flip_rate"] <= 1
+    runs = {"a": {"residual": True, **result}, "b": {"residual": False, **result}}
+    runs["b"]["fgsm"] = {k: {**v, "relative_change": 0.0} for k, v in result["fgsm"].items()}
+    verdict = compare(runs, [1e-4, 1e-1])
+    assert verdict["fgsm"]["0.1"]["residual_more_sensitive"] is True
+    assert verdict["random"]["0.1"]["residual_more_sensitive"] is False  # equal is not more
+    assert compare({"a": runs["a"]}, [1e-4]) == {}
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> tuple[Path, Path]:
+    return make_run(tmp_path, "resnet20"), make_run(tmp_path, "plain20")
+
+
+def read(path: Path) -> dict:
+    assert path.with_suffix(".png").stat().st_size > 0
+    return json.loads(path.read_text())
+
+
+def test_cli_writes_figure_and_json_for_every_measurement(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    residual, plain = runs
+    both, cpu = [str(residual), str(plain)], ["--device", "cpu", "--limit", "16"]
+    assert main(["responses", str(residual), *cpu]) == 0
+    assert list(read(residual / "analysis" / "responses.json")["runs"]) == ["resnet8"]
+    out = tmp_path / "out"
+    assert main(["lesion", *both, "--out", str(out), "--draws", "2", *cpu]) == 0
+    assert list(read(out / "lesion.json")["runs"]) == ["resnet8", "plain8"]
+    assert main(["sensitivity", *both, "--out", str(out), "--eps", "0.01,0.1", *cpu]) == 0
+    assert set(read(out / "sensitivity.json")["residual_vs_plain"]["fgsm"]) == {"0.01", "0.1"}
+    init = ["--init", "plain20,resnet20", *(f"--override={o}" for o in TINY)]
+    args = ["gradients", str(residual), *init, "--out", str(out), "--points", "16", "--lines", "1", "--bn-batches", "2"]
+    assert main([*args, *cpu]) == 0
+    result = read(out / "gradients.json")["runs"]
+    assert {label: list(r["states"]) for label, r in result.items()} == {
+        "resnet8 (resnet20)": ["init", "trained"], "plain8": ["init"], "resnet8 (init)": ["init"]
+    }
+    assert all(len(r["states"]["init"]["autocorrelation"]) == 5 for r in result.values())
+
+
+def test_cli_run_dir_without_checkpoint_or_config_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    no_checkpoint = make_run(tmp_path, "resnet20", checkpoint=False)
+    assert main(["responses", str(no_checkpoint), "--device", "cpu"]) == 2
+    assert main(["lesion", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    assert "no checkpoint" in lines[0] and "checkpoints/last.pt" in lines[0]
+    assert "not a resnet-exp run dir" in lines[1]
+    proc = subprocess.run([sys.executable, "-m", "resnet_exp.analysis.cli", "gradients", str(no_checkpoint)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,158 @@
+"""Block variants (pre-activation, bottleneck, shortcuts B and D) and torchvision's ResNets as model options."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+from resnet_exp.errors import ConfigError
+from resnet_exp.models import CifarResNet, count_parameters
+from resnet_exp.models.cifar import BLOCKS, Block, projection
+from resnet_exp.models.torchvision_nets import torchvision_resnet
+
+# Configs whose names end in a letter are the variants; base files hold only defaults.
+VARIANT_CONFIGS = sorted(
+    p.stem for p in (Path(__file__).parents[1] / "configs" / "model").glob("*[!0-9].yaml")
+    if p.stem not in ("cifar", "torchvision")
+)
+CONFIG_PARAMS = {
+    "resnet56-B": 855_770,
+    "resnet56-D": 855_770,
+    "resnet110-preact": 1_727_962,  # the same as resnet110: the BNs only move
+    "resnet164-preact-bottleneck-B": 1_703_258,
+    "tv_resnet18-cifar": 11_173_962,
+    "tv_resnet34-cifar": 21_282_122,
+    "tv_resnet50-cifar": 23_520_842,
+}
+SMALL_DEPTH = {"basic": 8, "preact": 8, "bottleneck": 11, "preact-bottleneck": 11}
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+@pytest.mark.parametrize("shortcut", ["A", "B", "D"])
+def test_every_block_and_shortcut_runs_with_plain_twin(block: str, shortcut: str) -> None:
+    x = torch.randn(2, 3, 32, 32)
+    residual = CifarResNet(SMALL_DEPTH[block], shortcut=shortcut, block=block)
+    plain = CifarResNet(SMALL_DEPTH[block], residual=False, shortcut=shortcut, block=block)
+    assert residual(x).shape == plain(x).shape == (2, 10)
+    assert all(b.shortcut is None for b in plain.blocks)
+    if shortcut == "A":  # parameter-free shortcuts: plain and residual nets have the same parameters
+        assert count_parameters(plain) == count_parameters(residual)
+
+
+def test_preact_resnet164_is_the_papers_size() -> None:
+    net = CifarResNet(164, shortcut="B", block="preact-bottleneck")
+    assert count_parameters(net) == 1_703_258
+    assert count_parameters(net) == pytest.approx(1.7e6, rel=0.01)
+    assert net.name == "resnet164-preact-bottleneck-B"
+
+
+def test_bottleneck_layers_count_to_depth_and_expand_four_times() -> None:
+    net = CifarResNet(29, block="bottleneck", shortcut="B")
+    block_convs = [m for b in net.blocks for m in (b.conv1, b.conv2, b.conv3)]
+    assert len(block_convs) + 2 == 29  # plus the first conv and the linear layer
+    assert [b.out_channels for b in net.blocks][::3] == [64, 128, 256]
+    assert [b.conv2.kernel_size for b in net.blocks] == [(3, 3)] * 9
+    assert net.fc.in_features == 256
+
+
+def test_option_d_projection_is_average_pool_then_unstrided_conv() -> None:
+    x = torch.randn(2, 16, 32, 32)
+    d = projection(16, 32, 2, pool=True).eval()
+    expected = d[2](F.conv2d(F.avg_pool2d(x, 2), d[1].weight))
+    assert torch.allclose(d(x), expected, atol=1e-6)
+    assert count_parameters(d) == count_parameters(projection(16, 32, 2))
+
+
+def test_preact_block_has_no_relu_after_addition_and_zero_branch_is_identity() -> None:
+    x = torch.randn(2, 16, 8, 8)
+    pre = Block(16, 16, 1, "preact", "A").eval()
+    post = Block(16, 16, 1, "basic", "A").eval()
+    assert (pre(x) < 0).any()
+    assert (post(x) >= 0).all()
+    torch.nn.init.zeros_(pre.conv2.weight)
+    torch.nn.init.zeros_(post.bn2.weight)
+    torch.nn.init.zeros_(post.bn2.bias)
+    assert torch.equal(pre(x), x)
+    assert torch.equal(post(x), F.relu(x))
+
+
+def test_preact_net_ends_with_bn_relu_and_starts_with_a_bare_conv() -> None:
+    for block, channels in (("preact", 64), ("preact-bottleneck", 256)):
+        net = CifarResNet(SMALL_DEPTH[block], block=block).eval()
+        assert net.bn.num_features == channels
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.equal(net.stem(x), net.conv(x))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"depth": 56, "shortcut": "D"}, "resnet56-D"),
+        ({"depth": 56, "shortcut": "D", "residual": False}, "plain56"),
+        ({"depth": 110, "block": "preact"}, "resnet110-preact"),
+        ({"depth": 110, "block": "preact", "residual": False}, "plain110-preact"),
+        ({"depth": 20, "block": "bottleneck"}, "resnet20-bottleneck"),
+    ],
+)
+def test_names(kwargs: dict, name: str) -> None:
+    assert CifarResNet(**kwargs).name == name
+
+
+def test_torchvision_resnets_keep_torchvisions_counts() -> None:
+    assert count_parameters(torchvision_resnet(34, cifar_stem=False)) == 21_289_802
+    assert count_parameters(torchvision_resnet(34, cifar_stem=False)) == pytest.approx(21.3e6, rel=0.01)
+    stem = torchvision_resnet(18)
+    assert count_parameters(stem) == 11_173_962
+    assert stem.conv1.kernel_size == (3, 3) and isinstance(stem.maxpool, torch.nn.Identity)
+    assert stem(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_torchvision_bn_head_is_pool_bn_linear() -> None:
+    net = torchvision_resnet(18, bn_head=True)
+    assert net.name == "tv_resnet18-cifar-bnhead"
+    assert isinstance(net.fc[0], torch.nn.BatchNorm1d) and net.fc[1].out_features == 10
+    assert count_parameters(net) == 11_173_962 + 2 * 512
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"depth": 20, "block": "wide"}, r"model.block='wide'.*basic, bottleneck, preact, preact-bottleneck"),
+        ({"depth": 20, "shortcut": "C"}, r"model.shortcut='C'.*A, B, D"),
+        ({"depth": 32, "block": "bottleneck"}, r"model.depth=32.*9n\+2.*164"),
+        ({"depth": 11, "block": "preact"}, r"model.depth=11.*6n\+2"),
+    ],
+)
+def test_bad_cifar_options_name_value_and_accepted(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        CifarResNet(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"depth": 20}, r"model.depth=20.*18, 34, 50"),
+        ({"residual": False}, r"model.residual=False.*true"),
+        ({"shortcut": "A"}, r"model.shortcut='A'.*B"),
+    ],
+)
+def test_bad_torchvision_options_name_value_and_accepted(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        torchvision_resnet(**kwargs)
+
+
+@pytest.mark.parametrize("name", VARIANT_CONFIGS)
+def test_every_variant_config_instantiates_and_runs(name: str) -> None:
+    assert sorted(CONFIG_PARAMS) == VARIANT_CONFIGS
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={name}"])
+    model = instantiate(cfg.model).eval()
+    assert model.name == name
+    assert {"depth", "residual", "shortcut"} <= set(cfg.model)  # what the runner logs for every model
+    assert count_parameters(model) == CONFIG_PARAMS[name]
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
