@@ -14,7 +14,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from resnet_exp.analysis import grad_norms
 from resnet_exp.analysis.cli import main
 from resnet_exp.analysis.gradients import autocorrelation, loss_grad_norms, measure_shattering
 from resnet_exp.analysis.lesion import NOT_REMOVABLE, lesioned, measure_lesions
@@ -22,6 +21,7 @@ from resnet_exp.analysis.responses import measure_responses
 from resnet_exp.analysis.sensitivity import compare, measure_sensitivity
 from resnet_exp.models import CifarResNet
 from resnet_exp.training.checkpoint import save_checkpoint
+from resnet_exp.training.trainer import grad_norms
 
 TINY = ["data=synthetic", "data.train_size=64", "data.test_size=32", "model.depth=8"]
 

@@ -134,3 +134,17 @@ def test_cuda_run_uses_bf16_and_matches_the_contract(tmp_path: Path) -> None:
                     "synthetic")
     assert summary["status"] == "completed" and summary["device"] != "cpu"
     assert summary["final_test_error"] < 80.0
+
+
+def test_gradient_norms_are_logged_at_init_and_every_progress_read(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(config("trainer.max_iters=10", "trainer.eval_every=10", "trainer.log_every=5",
+                 "trainer.log_grad_norms=true"), tmp_path, "synthetic")
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "grad_norm/conv.weight" in tags and "grad_norm/fc.bias" in tags
+    assert [e.step for e in events.Scalars("grad_norm/conv.weight")] == [1, 5, 10]
+    assert all(e.value > 0 for e in events.Scalars("grad_norm/fc.weight"))
+    assert "grad_norm/all_layers" in events.Tags()["histograms"]

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from tqdm import tqdm
@@ -76,6 +77,12 @@ class RunLog:
             iteration, metrics["train/loss"], metrics["train/error"], metrics["test/loss"],
             metrics["test/error"], metrics["lr"],
         )
+
+    def grad_norms(self, iteration: int, norms: dict[str, float]) -> None:
+        """Per-parameter gradient norms as scalars, and their spread over layers as one histogram."""
+        for name, value in norms.items():
+            self.writer.add_scalar(f"grad_norm/{name}", value, iteration)
+        self.writer.add_histogram("grad_norm/all_layers", torch.tensor(list(norms.values())), iteration)
 
     def summary(self, **fields: Any) -> None:
         write_json_atomic(self.run_dir / SUMMARY, fields)

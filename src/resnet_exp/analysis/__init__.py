@@ -1,8 +1,5 @@
 """Measurements on trained or freshly initialised nets: layer responses, lesions, gradients, sensitivity.
 
-`resnet-exp-analyze` (analysis/cli.py) runs them on run dirs; `grad_norms` is also meant for the trainer.
+`resnet-exp-analyze` (analysis/cli.py) runs them on run dirs; `trainer.log_grad_norms=true` logs the
+per-layer gradient norms during training.
 """
-
-from resnet_exp.analysis.gradients import grad_norms
-
-__all__ = ["grad_norms"]

@@ -25,18 +25,7 @@ from torch import Tensor, nn
 
 from resnet_exp.analysis.common import Subject, panels, progress
 from resnet_exp.errors import UserError
-
-
-def grad_norms(model: nn.Module) -> dict[str, float]:
-    """L2 norm of each parameter's current gradient, keyed by parameter name; call it after `backward`.
-
-    Meant for logging from the trainer too: one host-device sync for all parameters.
-    """
-    named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
-    if not named:
-        return {}
-    norms = torch.stack([g.detach().norm() for _, g in named]).tolist()
-    return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
+from resnet_exp.training.trainer import grad_norms
 
 
 def loss_grad_norms(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:

@@ -46,6 +46,7 @@ class TrainerSettings:
     deterministic: bool = False
     compile: bool = False
     compile_mode: str | None = None
+    log_grad_norms: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_iters", "batch_size", "eval_every", "eval_batch_size", "log_every"):
@@ -88,6 +89,18 @@ class TrainerSettings:
             torch.bfloat16 if precision == "bf16" else None,
             torch.channels_last if channels_last else torch.contiguous_format,
         )
+
+
+def grad_norms(model: nn.Module) -> dict[str, float]:
+    """L2 norm of each parameter's current gradient, keyed by parameter name; call it after `backward`.
+
+    One host-device sync for all parameters, so logging it every `log_every` steps stays cheap.
+    """
+    named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return {}
+    norms = torch.stack([g.detach().norm() for _, g in named]).tolist()
+    return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
 
 
 class Diverged(RuntimeError):
@@ -180,17 +193,20 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
             return self.net(x).float()
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def step(self, x: torch.Tensor, y: torch.Tensor, measure_grads: bool = False) -> dict[str, float]:
+        """One SGD step; with `measure_grads`, returns the per-parameter gradient norms of this step."""
         self.net.train()
         logits = self.forward(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norms = grad_norms(self.model) if measure_grads else {}
         self.optimizer.step()
         with torch.no_grad():
             wrong = (logits.argmax(1) != y).sum()
             self.pending += torch.stack([loss.detach() * len(y), wrong.float()])
         self.pending_seen += len(y)
+        return norms
 
     def read_pending(self) -> tuple[float, float]:
         """Move device sums into the evaluation window; returns (loss, error %) of the interval read."""
@@ -243,8 +259,12 @@ class Trainer:
                 )
             lr = self.set_lr()
             x, y = next(train)
-            self.step(x, y)
+            # Gradient norms at the first step (initialisation) and at every progress read.
+            measure = s.log_grad_norms and (self.iteration == 0 or (self.iteration + 1) % s.log_every == 0)
+            norms = self.step(x, y, measure)
             self.iteration += 1
+            if norms:
+                runlog.grad_norms(self.iteration, norms)
             at_eval = self.iteration % s.eval_every == 0 or self.iteration == s.max_iters
             if at_eval or self.iteration % s.log_every == 0:
                 loss, error = self.read_pending()
