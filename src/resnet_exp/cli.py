@@ -44,6 +44,7 @@ def hparams(cfg: DictConfig, model: torch.nn.Module, data_name: str) -> dict[str
         "depth": cfg.model.depth,
         "residual": cfg.model.residual,
         "shortcut": cfg.model.shortcut,
+        "block": cfg.model.get("block", "basic"),
         "data": data_name,
         "lr": cfg.optim.lr,
         "batch_size": cfg.trainer.batch_size,
