@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("degradation.png"),
                         help="figure file; the extension picks the format: .png, .pdf or .svg (default: %(default)s)")
     parser.add_argument("--xlim", nargs=2, type=float, metavar=("LO", "HI"),
-                        help="iteration range in units of 1e4, as on the axis")
+                        help="iteration range in the axis units (1e4 iterations, or 1e3 for runs shorter than 20k)")
     parser.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="error range in %%")
     parser.add_argument("--auto-limits", action="store_true",
                         help="fit the axes to the data even for full-length runs. Default: the paper's ranges "

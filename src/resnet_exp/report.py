@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import statistics
@@ -292,7 +293,7 @@ def figure_path(out: str | Path) -> Path:
 def axis_limits(
     keys: Iterable[Key], xlim: Sequence[float] | None, ylim: Sequence[float] | None, auto_limits: bool
 ) -> tuple[Limits | None, Limits | None]:
-    """(x in 1e4 iterations, y in %), None meaning fit to the data. The paper's ranges only suit full-length
+    """(x in axis units of iterations, y in %), None meaning fit to the data. The paper's ranges only suit full-length
     runs: a short run ends before the first tick and its errors sit far above 20%."""
     paper = not auto_limits and all(key.max_iters >= PAPER_ITERS for key in keys)
     default = (PAPER_XLIM, PAPER_YLIM) if paper else (None, None)
@@ -313,6 +314,11 @@ def labels(keys: Iterable[Key]) -> dict[Key, str]:
             parts.append(f"{key.max_iters} it.")
         names[key] = " ".join(parts)
     return names
+
+
+def iteration_unit(keys: Iterable[Key]) -> float:
+    """1e4 iterations per axis unit as in the paper; 1e3 for short runs, whose ticks would read 0.025."""
+    return 1e4 if max(key.max_iters for key in keys) >= 20000 else 1e3
 
 
 def depth_colors(depths: Iterable[int]) -> dict[int, str]:
@@ -345,6 +351,7 @@ def plot_curves(groups: dict[Key, list[Run]], path: Path, xlim: Limits | None, y
     """The paper's Figures 1/6: plain nets left, residual nets right, on shared axes."""
     colors = depth_colors(key.depth for key in groups)
     names = labels(groups)
+    unit = iteration_unit(groups)
     fig = _figure(10, 3.5)
     axes = fig.subplots(1, 2, sharex=True, sharey=True)
     for ax, residual in zip(axes, (False, True), strict=True):
@@ -353,13 +360,14 @@ def plot_curves(groups: dict[Key, list[Run]], path: Path, xlim: Limits | None, y
         for key in keys:
             for tag, style in STYLES.items():
                 iterations, mean, lo, hi = curve_band(groups[key], tag)
-                _draw(ax, iterations / 1e4, mean, lo, hi, colors[key.depth], style, names[key] if tag == TEST else None)
+                label = names[key] if tag == TEST else None
+                _draw(ax, iterations / unit, mean, lo, hi, colors[key.depth], style, label)
         if keys:
             _legend(ax)
         else:
             ax.text(0.5, 0.5, f"no {kind} runs", transform=ax.transAxes, ha="center", va="center")
         ax.set_title(f"{kind} networks")
-        ax.set_xlabel("iter. (1e4)")
+        ax.set_xlabel(f"iter. (1e{round(math.log10(unit))})")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("error (%)")
     if xlim:
