@@ -137,13 +137,13 @@ class Trainer:
         self.pending_seen = 0
         self.window = [0.0, 0.0, 0.0]  # loss sum, wrong predictions, images
 
-    def resume(self) -> bool:
-        """Continue from `last.pt` if there is one and resuming is on; returns whether it did."""
+    def resume(self) -> None:
+        """Continue from `last.pt` if there is one and resuming is on."""
         if not self.checkpoint_path.is_file():
-            return False
+            return
         if not self.settings.resume:
             log.warning("trainer.resume=false: starting afresh, overwriting %s", self.checkpoint_path.parent.parent)
-            return False
+            return
         state = load_checkpoint(self.checkpoint_path)
         try:
             self.model.load_state_dict(state["model"])
@@ -163,7 +163,6 @@ class Trainer:
         self.wall_time = float(state["wall_time"])
         self.window = list(state["window"])
         log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
-        return True
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
@@ -194,8 +193,8 @@ class Trainer:
             return self.net(x).float()
 
     def step(self, x: torch.Tensor, y: torch.Tensor, measure_grads: bool = False) -> dict[str, float]:
-        """One SGD step; with `measure_grads`, returns the per-parameter gradient norms of this step."""
-        self.net.train()
+        """One SGD step (the net is in train mode: `evaluate` switches back after itself);
+        with `measure_grads`, returns the per-parameter gradient norms of this step."""
         logits = self.forward(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -231,6 +230,7 @@ class Trainer:
         for x, y in self.batches.eval:
             logits = self.forward(x)
             totals += torch.stack([F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().float()])
+        self.net.train()
         loss_sum, wrong = totals.tolist()
         n = len(self.batches.eval)
         return loss_sum / n, 100.0 * wrong / n
@@ -247,6 +247,7 @@ class Trainer:
         s = self.settings
         point: dict[str, float] = {}
         started = time.perf_counter() - self.wall_time
+        self.net.train()
         train = self.batches.train
         while self.iteration < s.max_iters:
             if stop.signum is not None:
