@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 # A folder holding cifar-10-batches-py/. Default: the shared copy beside this checkout if there is one,
 # else ./data (where `data.download=true` puts the official archive).
-RESNET_EXP_DATA ?= $(firstword $(wildcard ../shared/data) $(CURDIR)/data)
+RESNET_EXP_DATA ?= $(abspath $(firstword $(wildcard ../shared/data) data))
 export RESNET_EXP_DATA
 
 MODELS ?= plain20,plain56,resnet20,resnet56

@@ -48,7 +48,8 @@ def real_cifar_root() -> str:
     root = os.environ.get("RESNET_EXP_DATA")
     if not root or not (Path(root) / "cifar-10-batches-py" / "data_batch_1").is_file():
         pytest.skip("real CIFAR-10 not available: set RESNET_EXP_DATA to a folder holding cifar-10-batches-py/")
-    return root
+    # Absolute, because the CLI tests run in their own temporary working directories.
+    return str(Path(root).resolve())
 
 
 # Small, fast settings shared by the CLI tests: an 8-layer net on a small synthetic set.
