@@ -19,6 +19,7 @@ from resnet_exp.analysis.gradients import autocorrelation, loss_grad_norms, meas
 from resnet_exp.analysis.lesion import NOT_REMOVABLE, lesioned, measure_lesions
 from resnet_exp.analysis.responses import measure_responses
 from resnet_exp.analysis.sensitivity import compare, measure_sensitivity
+from resnet_exp.cli import train
 from resnet_exp.models import CifarResNet
 from resnet_exp.training.checkpoint import save_checkpoint
 from resnet_exp.training.trainer import grad_norms
@@ -187,3 +188,49 @@ def test_cli_run_dir_without_checkpoint_or_config_is_one_line_exit_2(tmp_path: P
     proc = subprocess.run([sys.executable, "-m", "resnet_exp.analysis.cli", "gradients", str(no_checkpoint)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_start_replays_a_runs_first_steps_exactly(tmp_path: Path) -> None:
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["model=resnet20", *TINY, "trainer.device=cpu", "trainer.batch_size=16",
+                                           "trainer.max_iters=3", "trainer.eval_every=3", "trainer.progress=false"])
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    train(cfg, run, "synthetic")
+    (logged,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    out = tmp_path / "out"
+    assert main(["start", str(run), "--iters", "3", "--device", "cpu", "--out", str(out)]) == 0
+    (replayed,) = read(out / "start.json")["runs"].values()
+    series = replayed["series"]
+    assert replayed["model"] == "resnet8" and replayed["precision"] == "fp32"
+    assert sum(series["loss"]) / 3 == pytest.approx(logged["train/loss"], rel=1e-6)
+    assert sum(series["error"]) / 3 == pytest.approx(logged["train/error"], rel=1e-6)
+    assert not (out / "checkpoints").exists()
+
+
+def test_start_series_per_step_with_warmup_lr_and_sane_ranges(tmp_path: Path) -> None:
+    overrides = [f"--override={o}" for o in [*TINY, "schedule=warmup", "trainer.batch_size=16"]]
+    out = tmp_path / "out"
+    assert main(["start", "--init", "resnet20,plain20", *overrides, "--iters", "4", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    runs = read(out / "start.json")["runs"]
+    assert list(runs) == ["resnet20", "plain20"]
+    assert [r["model"] for r in runs.values()] == ["resnet8", "plain8"]
+    for r in runs.values():
+        s = r["series"]
+        assert all(len(values) == 4 for values in s.values())
+        assert s["lr"][0] == 0.01  # the warm-up's lr until the training error is observed below 80%
+        assert all(0 <= z <= 1 for z in s["zero_fraction"]) and all(f >= 0 for f in s["feature_mean"])
+        assert all(g > 0 for g in s["grad_classifier"] + s["grad_rest"])
+    assert (out / "start.png").is_file()
+
+
+def test_start_records_divergence_and_stops(tmp_path: Path) -> None:
+    overrides = [f"--override={o}" for o in [*TINY, "optim.lr=1e30", "trainer.batch_size=16"]]
+    out = tmp_path / "out"
+    assert main(["start", "--init", "resnet20", *overrides, "--iters", "20", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    (result,) = read(out / "start.json")["runs"].values()
+    assert "training loss became" in result["diverged"]
+    assert 0 < len(result["series"]["loss"]) < 20

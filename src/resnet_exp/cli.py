@@ -54,8 +54,9 @@ def hparams(cfg: DictConfig, model: torch.nn.Module, data_name: str) -> dict[str
     }
 
 
-def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) -> dict[str, Any]:
-    """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs."""
+def assemble(cfg: DictConfig, run_dir: Path, job_index: int = 0) -> Trainer:
+    """The run's trainer with its seeded net, optimizer, schedule and batches; one place, so that an analysis
+    replaying a run's first steps (`resnet-exp-analyze start`) starts exactly where the run started."""
     settings = build(cfg.trainer)
     schedule = build(cfg.schedule)
     data = build(cfg.data)
@@ -68,8 +69,14 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
         log.warning("the paper warms up nets of 110 layers at lr 0.01 (section 4.2): add schedule=warmup")
     optimizer = build(cfg.optim, params=model.parameters())
     batches = data.batches(device, settings.batch_size, settings.eval_batch_size, cfg.seed)
-    trainer = Trainer(settings, model, optimizer, schedule, batches, device, run_dir)
+    return Trainer(settings, model, optimizer, schedule, batches, device, run_dir)
+
+
+def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) -> dict[str, Any]:
+    """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs."""
+    trainer = assemble(cfg, run_dir, job_index)
     trainer.resume()
+    settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
     info = hparams(cfg, model, data_name)
     summary: dict[str, Any] = {
         **info,

@@ -5,6 +5,7 @@
     resnet-exp-analyze lesion RUN_DIR... --draws 5       # delete blocks at test time
     resnet-exp-analyze gradients [RUN_DIR...] --init plain20,plain56,resnet20,resnet56
     resnet-exp-analyze sensitivity RUN_DIR... --eps 0.001,0.01
+    resnet-exp-analyze start --init resnet20,resnet56 --iters 60   # the first steps of training, step by step
 
 User errors (a run dir without config or checkpoint, missing data, bad values) end with one line, exit code 2.
 """
@@ -19,8 +20,8 @@ from typing import Any
 
 import torch
 
-from resnet_exp.analysis import gradients, lesion, responses, sensitivity
-from resnet_exp.analysis.common import Subject, Workbench, relabel, write_outputs
+from resnet_exp.analysis import gradients, lesion, responses, sensitivity, start
+from resnet_exp.analysis.common import Subject, Workbench, compose_config, read_config, relabel, write_outputs
 from resnet_exp.errors import UserError
 
 PROG = "resnet-exp-analyze"
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{responses,lesion,gradients,sensitivity}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{responses,lesion,gradients,sensitivity,start}")
 
     def command(name: str, module: Any) -> argparse.ArgumentParser:
         doc = module.__doc__
@@ -81,11 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     les = command("lesion", lesion)
     les.add_argument("--draws", type=at_least(1), default=5, help="random draws per k (default: 5)")
     les.add_argument("--seed", type=int, default=0, help="seed of the random draws (default: 0)")
-    grad = command("gradients", gradients)
-    grad.add_argument("--init", type=lambda text: [n for n in text.split(",") if n], default=[],
-                      help="model config names measured at initialisation, e.g. plain20,plain56,resnet20,resnet56")
-    grad.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                      help="a Hydra override for the --init configs, repeatable (e.g. data=synthetic)")
+    def init_options(sub_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub_parser.add_argument("--init", type=lambda text: [n for n in text.split(",") if n], default=[],
+                                help="model config names of nets at initialisation, e.g. plain20,resnet56")
+        sub_parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                                help="a Hydra override for the --init configs, repeatable (e.g. data=synthetic)")
+        return sub_parser
+
+    grad = init_options(command("gradients", gradients))
     grad.add_argument("--points", type=at_least(8), default=256, help="inputs along each line (default: 256)")
     grad.add_argument("--lines", type=at_least(1), default=4, help="lines between test images (default: 4)")
     grad.add_argument("--bn-batches", type=at_least(0), default=10, help="training batches that set the BN "
@@ -94,11 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     sens.add_argument("--eps", type=positive_floats, default=[0.001, 0.003, 0.01, 0.03],
                       help="perturbation sizes in normalised input units (default: 0.001,0.003,0.01,0.03)")
     sens.add_argument("--seed", type=int, default=0, help="seed of the random directions (default: 0)")
+    begin = init_options(command("start", start))
+    begin.add_argument("--iters", type=at_least(1), default=60, help="training steps per net (default: 60)")
     return parser
 
 
-def analyse(args: argparse.Namespace, bench: Workbench) -> tuple[dict[str, Any], Any]:
+def analyse(args: argparse.Namespace, bench: Workbench, out: Path) -> tuple[dict[str, Any], Any]:
     """Build the subjects the command asks for and measure them."""
+    if args.command == "start":
+        names = [run.name for run in args.runs]
+        configs = {run.name if names.count(run.name) == 1 else str(run): read_config(run) for run in args.runs}
+        configs.update((name, compose_config(name, args.override)) for name in args.init)
+        for cfg in configs.values():
+            cfg.trainer.device = str(bench.device)
+            cfg.data = bench.data_config(cfg)
+        return start.run(configs, args.iters, out)
     trained = relabel([bench.trained(run) for run in args.runs])
     if args.command == "responses":
         return responses.run(trained)
@@ -116,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.runs and not getattr(args, "init", None):
-        parser.error(f"{args.command} needs a RUN_DIR" + (" or --init" if args.command == "gradients" else ""))
+        parser.error(f"{args.command} needs a RUN_DIR" + (" or --init" if hasattr(args, "init") else ""))
     bench = Workbench(args.device, args.batch_size, args.limit, args.data_root, getattr(args, "bn_batches", 0))
     out = args.out or (args.runs[0] / "analysis" if args.runs else Path("analysis"))
     try:
-        payload, fig = analyse(args, bench)
+        payload, fig = analyse(args, bench, out)
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

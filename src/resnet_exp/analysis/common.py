@@ -72,11 +72,7 @@ class Workbench:
 
     def data(self, cfg: DictConfig) -> Batches:
         """The run's training stream and its test batches, cut to the first `limit` images."""
-        data_cfg = cfg.data.copy()
-        if self.data_root is not None:
-            if "root" not in data_cfg:
-                raise UserError(f"--data-root given, but data {data_cfg._target_} reads no folder (no data.root)")
-            data_cfg.root = self.data_root
+        data_cfg = self.data_config(cfg)
         key = OmegaConf.to_yaml(data_cfg) + f"seed={cfg.seed}"
         if key not in self._data:
             batches = build(data_cfg).batches(self.device, self.batch_size, self.batch_size, int(cfg.seed))
@@ -85,6 +81,15 @@ class Workbench:
                 ev = EvalBatches(ev.images[: self.limit], ev.labels[: self.limit], ev.batch_size, ev.normalize)
             self._data[key] = Batches(batches.train, ev, batches.eval_split, batches.train_size)
         return self._data[key]
+
+    def data_config(self, cfg: DictConfig) -> DictConfig:
+        """A copy of the run's data config, reading from `data_root` where one was given."""
+        data_cfg = cfg.data.copy()
+        if self.data_root is not None:
+            if "root" not in data_cfg:
+                raise UserError(f"--data-root given, but data {data_cfg._target_} reads no folder (no data.root)")
+            data_cfg.root = self.data_root
+        return data_cfg
 
     def trained(self, run_dir: Path) -> Subject:
         """The net of a run dir with the weights of its last checkpoint."""
@@ -120,17 +125,21 @@ class Workbench:
 
     def configured(self, name: str, overrides: Sequence[str] = ()) -> Subject:
         """A fresh net from a model config name (plain56, resnet110-preact, ...) and Hydra overrides."""
-        try:
-            with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-                cfg = compose("config", overrides=[f"model={name}", *overrides])
-        except HydraException as e:
-            known = sorted(f.name.removesuffix(".yaml") for f in files("resnet_exp.configs.model").iterdir()
-                           if f.name.endswith(".yaml"))
-            raise UserError(
-                f"--init {name!r} with overrides {list(overrides)}: {str(e).splitlines()[0]}; "
-                f"model configs: {', '.join(known)}"
-            ) from e
-        return self.fresh(cfg)
+        return self.fresh(compose_config(name, overrides))
+
+
+def compose_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The full run config of model config `name` (plain56, resnet110-preact, ...) with Hydra overrides."""
+    try:
+        with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+            return compose("config", overrides=[f"model={name}", *overrides])
+    except HydraException as e:
+        known = sorted(f.name.removesuffix(".yaml") for f in files("resnet_exp.configs.model").iterdir()
+                       if f.name.endswith(".yaml"))
+        raise UserError(
+            f"--init {name!r} with overrides {list(overrides)}: {str(e).splitlines()[0]}; "
+            f"model configs: {', '.join(known)}"
+        ) from e
 
 
 def read_config(run_dir: Path) -> DictConfig:
