@@ -27,12 +27,36 @@ def test_option_b_adds_projections_only_where_shapes_change() -> None:
     assert count_parameters(CifarResNet(20, shortcut="B")) == PAPER_PARAMS[20] + extra
 
 
-def test_option_a_shortcut_is_subsampled_input_with_zero_channels() -> None:
+@pytest.mark.parametrize(("zeros", "kept"), [("both", slice(8, 24)), ("end", slice(0, 16))])
+def test_option_a_shortcut_is_subsampled_input_with_zero_channels(zeros: str, kept: slice) -> None:
     x = torch.randn(2, 16, 32, 32)
-    out = ShortcutA(16, 32, stride=2)(x)
+    out = ShortcutA(16, 32, stride=2, zeros=zeros)(x)
     assert out.shape == (2, 32, 16, 16)
-    assert torch.equal(out[:, :16], x[:, :, ::2, ::2])
-    assert torch.count_nonzero(out[:, 16:]) == 0
+    assert torch.equal(out[:, kept], x[:, :, ::2, ::2])
+    rest = torch.ones(32, dtype=torch.bool)
+    rest[kept] = False
+    assert torch.count_nonzero(out[:, rest]) == 0
+
+
+def test_default_layout_routes_input_channels_as_the_canonical_pytorch_net() -> None:
+    """In a tiny net (depth 8, one block a stage), each stage's shortcut feeds input channel c to output
+    channel c + width/4 (akamaster/pytorch_resnet_cifar10: planes // 4 zeros on each side)."""
+    net = CifarResNet(8).eval()
+    assert net.zero_channels == "both"
+    for block, width in zip(list(net.blocks)[1:], (32, 64), strict=True):
+        x = torch.zeros(1, width // 2, 4, 4)
+        for c in range(width // 2):
+            x.zero_()
+            x[0, c] = 1.0
+            out = block.shortcut(x)
+            assert out.abs().sum(dim=(0, 2, 3)).nonzero().flatten().tolist() == [c + width // 4]
+    assert CifarResNet(8, residual=False).zero_channels is None
+    assert CifarResNet(8, shortcut="B").zero_channels is None
+
+
+def test_bad_zero_channels_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"model.zero_channels='left'.*both, end"):
+        CifarResNet(20, zero_channels="left")
 
 
 def test_plain_net_has_no_shortcuts_and_layer_count_is_depth() -> None:

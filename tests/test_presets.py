@@ -44,3 +44,11 @@ def test_seeds_multiplies_any_preset_by_three(preset: str) -> None:
 def test_command_line_overrides_beat_the_preset() -> None:
     _, cfg = jobs("experiment=degradation_quick", "data=synthetic", "trainer.max_iters=10")
     assert cfg.data._target_.endswith("Synthetic") and cfg.trainer.max_iters == 10
+
+
+def test_quick_preset_ramps_the_lr_for_all_four_nets_and_the_full_preset_does_not() -> None:
+    batch, cfg = jobs("experiment=degradation_quick")
+    assert cfg.schedule.warmup_iters == 200 and cfg.schedule.warmup_lr is None
+    assert not any(o.startswith("schedule.") for job in batch for o in job)  # one recipe for every net
+    _, full = jobs("experiment=degradation")
+    assert full.schedule.warmup_iters == 0

@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import FAST
 from hydra import compose, initialize_config_module
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from resnet_exp.cli import train
 from resnet_exp.errors import CheckpointError, ConfigError
@@ -36,6 +37,55 @@ def test_warmup_holds_until_training_error_drops() -> None:
     restored = StepSchedule(warmup_lr=0.01)
     restored.load_state_dict(s.state_dict())
     assert not restored.warming
+
+
+def test_linear_warmup_ramps_to_the_step_schedule() -> None:
+    s = StepSchedule(milestones=[10, 20], warmup_iters=4)
+    assert [s.lr(i, 0.1) for i in (0, 1, 2, 3, 4, 9, 10, 20)] == pytest.approx(
+        [0.025, 0.05, 0.075, 0.1, 0.1, 0.1, 0.01, 0.001]
+    )
+    assert StepSchedule(milestones=[10], warmup_iters=0).lr(0, 0.1) == pytest.approx(0.1)
+
+
+def test_linear_warmup_composes_with_the_papers_constant_warmup() -> None:
+    s = StepSchedule(milestones=[100], warmup_lr=0.01, warmup_iters=4)
+    assert [s.lr(i, 0.1) for i in (0, 3, 10)] == pytest.approx([0.0025, 0.01, 0.01])
+    s.observe(70.0)
+    assert s.lr(11, 0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "200", 10, 50])
+def test_bad_warmup_iters_names_value_and_accepted(bad) -> None:
+    with pytest.raises(ConfigError, match=r"schedule.warmup_iters=.*(non-negative integer|below the first milestone)"):
+        StepSchedule(milestones=[10, 20], warmup_iters=bad)
+
+
+def test_run_killed_during_the_ramp_resumes_on_the_same_lrs(tmp_path: Path) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    ramp = ["schedule.warmup_iters=8", "schedule.milestones=[10]", "trainer.eval_every=2", "trainer.log_every=1"]
+    train(config("trainer.max_iters=12", *ramp), whole, "synthetic")
+    train(config("trainer.max_iters=4", *ramp), split, "synthetic")  # stops inside the ramp
+    train(config("trainer.max_iters=12", *ramp), split, "synthetic")
+    lrs = [json.loads(line)["lr"] for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.01])  # update i-1 ends at iteration i
+    assert (whole / "metrics.jsonl").read_text() == (split / "metrics.jsonl").read_text()
+    for a, b in zip(state_hash(whole), state_hash(split), strict=True):
+        assert torch.equal(a, b)
+    events = EventAccumulator(str(whole))
+    events.Reload()
+    assert [e.step for e in events.Scalars("lr")] == list(range(1, 13))
+    assert [e.value for e in events.Scalars("lr")] == pytest.approx(
+        [0.1 * min(i, 8) / 8 if i <= 10 else 0.01 for i in range(1, 13)]
+    )
+
+
+def test_checkpoint_of_the_other_option_a_layout_is_refused(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=2", "trainer.eval_every=2", "model.zero_channels=end"), tmp_path, "synthetic")
+    with pytest.raises(CheckpointError, match=r"zero channels at the 'end'.*add model.zero_channels=end"):
+        train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+    summary = train(config("trainer.max_iters=4", "trainer.eval_every=2", "model.zero_channels=end"), tmp_path,
+                    "synthetic")
+    assert summary["iterations"] == 4 and summary["zero_channels"] == "end"
 
 
 def test_learning_rate_milestones_are_applied_in_training(tmp_path: Path) -> None:

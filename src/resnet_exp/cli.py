@@ -38,20 +38,49 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
-def hparams(cfg: DictConfig, model: torch.nn.Module, data_name: str) -> dict[str, Any]:
-    return {
+# Settings that change what is trained, recorded in summary.json so the report never averages two of them
+# as seeds of one configuration: (summary key, config path). The trainer's resolved compute path is added.
+TRAINING_SETTINGS = (
+    ("lr", "optim.lr"),
+    ("momentum", "optim.momentum"),
+    ("weight_decay", "optim.weight_decay"),
+    ("nesterov", "optim.nesterov"),
+    ("batch_size", "trainer.batch_size"),
+    ("max_iters", "trainer.max_iters"),
+    ("milestones", "schedule.milestones"),
+    ("gamma", "schedule.gamma"),
+    ("warmup_lr", "schedule.warmup_lr"),
+    ("warmup_until_error", "schedule.warmup_until_error"),
+    ("warmup_iters", "schedule.warmup_iters"),
+    ("zero_channels", "model.zero_channels"),
+    ("normalize", "data.normalize"),
+    ("augment", "data.augment"),
+    ("val_split", "data.val_split"),
+    ("loader", "data.loader"),
+)
+
+
+def hparams(cfg: DictConfig, trainer: Trainer, data_name: str) -> dict[str, Any]:
+    """What defines the run: the net, the data, every training setting (resolved: the precision and memory
+    format actually used) and the seed. JSON-ready; lists are written as strings, as TensorBoard needs."""
+    model = trainer.model
+    info: dict[str, Any] = {
         "model": model.name,
         "depth": cfg.model.depth,
         "residual": cfg.model.residual,
         "shortcut": cfg.model.shortcut,
         "block": cfg.model.get("block", "basic"),
         "data": data_name,
-        "lr": cfg.optim.lr,
-        "batch_size": cfg.trainer.batch_size,
-        "max_iters": cfg.trainer.max_iters,
-        "milestones": str(list(cfg.schedule.milestones)),
-        "seed": cfg.seed,
     }
+    for key, path in TRAINING_SETTINGS:
+        value = OmegaConf.select(cfg, path, default=None)
+        info[key] = str(list(value)) if OmegaConf.is_list(value) else value
+    if getattr(model, "zero_channels", "") is None:
+        info["zero_channels"] = None  # no option-A shortcut: the layout does not apply
+    info["precision"] = "bf16" if trainer.amp_dtype == torch.bfloat16 else "fp32"
+    info["channels_last"] = trainer.memory_format == torch.channels_last
+    info["seed"] = cfg.seed
+    return info
 
 
 def assemble(cfg: DictConfig, run_dir: Path, job_index: int = 0) -> Trainer:
@@ -77,7 +106,7 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
     trainer = assemble(cfg, run_dir, job_index)
     trainer.resume()
     settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
-    info = hparams(cfg, model, data_name)
+    info = hparams(cfg, trainer, data_name)
     summary: dict[str, Any] = {
         **info,
         "params": count_parameters(model),
@@ -86,7 +115,8 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
         "train_size": batches.train_size,
         "started_at": datetime.now().isoformat(timespec="milliseconds"),
     }
-    runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, info, settings.progress)
+    shown = {key: "null" if value is None else value for key, value in info.items()}  # TensorBoard takes no None
+    runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, shown, settings.progress)
     log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
              data_name, run_dir)
     status, failure, interrupted = "completed", None, None

@@ -62,13 +62,18 @@ class RunLog:
         )
 
     def progress(self, iteration: int, loss: float, error: float, lr: float) -> None:
+        """The bar, and the `lr` curve at every progress read, so a warm-up ramp shorter than an
+        evaluation interval still shows in TensorBoard."""
+        self.writer.add_scalar("lr", lr, iteration)
         self.bar.update(iteration - self.bar.n)
         self.bar.set_postfix(loss=f"{loss:.3f}", err=f"{error:.1f}%", lr=f"{lr:.3g}", refresh=False)
 
     def record(self, iteration: int, metrics: dict[str, float]) -> None:
-        """One evaluation point: TensorBoard scalars, a metrics.jsonl line and a log line."""
+        """One evaluation point: TensorBoard scalars (`lr` comes from `progress`), a metrics.jsonl line and a
+        log line."""
         for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, iteration)
+            if tag != "lr":
+                self.writer.add_scalar(tag, value, iteration)
         self.writer.flush()
         with (self.run_dir / METRICS).open("a") as f:
             f.write(json.dumps({"iteration": iteration, **metrics}) + "\n")

@@ -27,7 +27,7 @@ from resnet_exp.cli import build
 from resnet_exp.data.batches import EvalBatches
 from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, UserError
-from resnet_exp.models.cifar import Block, CifarResNet
+from resnet_exp.models.cifar import UNRECORDED_ZERO_CHANNELS, Block, CifarResNet
 from resnet_exp.training.checkpoint import load_checkpoint
 
 CONFIG = Path(".hydra") / "config.yaml"
@@ -100,9 +100,13 @@ class Workbench:
                 f"run dir {str(run_dir)!r} has no checkpoint {str(CHECKPOINT)!r}: the run has not reached its first "
                 "evaluation (trainer.eval_every) yet; for nets at initialisation use `gradients --init`"
             )
+        state = load_checkpoint(path)
         model = build(cfg.model)
+        saved = state.get("zero_channels") or UNRECORDED_ZERO_CHANNELS
+        if getattr(model, "zero_channels", None) not in (None, saved):
+            model = build(cfg.model, zero_channels=saved)  # a run trained before the layout was recorded
         try:
-            model.load_state_dict(load_checkpoint(path)["model"])
+            model.load_state_dict(state["model"])
         except RuntimeError as e:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} does not fit the run's model {model.name}: {str(e).splitlines()[0]}"

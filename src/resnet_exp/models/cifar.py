@@ -17,7 +17,11 @@ Block kinds (`block`), each with a plain twin (`residual=False`):
 
 Shortcuts where the shape changes (`shortcut`; identity elsewhere):
 
-- ``A``: identity, subsampled, zero channels appended; no parameters (He et al. 2016a).
+- ``A``: identity, subsampled, zero channels added; no parameters (He et al. 2016a). The paper does not say
+  where the zero channels go: ``zero_channels="both"`` (default) puts half before and half after the
+  input's channels, as the canonical PyTorch CIFAR ResNet does (akamaster/pytorch_resnet_cifar10), so its
+  published weights run here unchanged; ``"end"`` appends them, as fb.resnet.torch does (this project's
+  layout before 2026-11-27; checkpoints that record no layout have it).
 - ``B``: a strided 1x1 conv projection, followed by BN in post-activation nets (He et al. 2016a).
 - ``D``: 2x2 average pooling, then a 1x1 conv projection of stride 1, so no activation is skipped by the
   stride (ResNet-D of Tong He et al. 2019, "Bag of Tricks for Image Classification with CNNs").
@@ -32,10 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet_exp.errors import ConfigError
+from resnet_exp.errors import CheckpointError, ConfigError
 
 BLOCKS = ("basic", "bottleneck", "preact", "preact-bottleneck")
 SHORTCUTS = ("A", "B", "D")
+ZERO_CHANNELS = ("both", "end")
+UNRECORDED_ZERO_CHANNELS = "end"  # the layout of checkpoints written before the layout was recorded
 WIDTHS = (16, 32, 64)
 EXPANSION = 4  # bottleneck output channels per unit of stage width
 
@@ -56,17 +62,20 @@ def check_depth(depth: int, block: str = "basic") -> int:
 
 
 class ShortcutA(nn.Module):
-    """Option A: identity, subsampled by the stride, with zero channels appended; no parameters."""
+    """Option A: identity, subsampled by the stride, with zero channels added (`zeros`: on both sides, or
+    appended at the end); no parameters."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, zeros: str = "both") -> None:
         super().__init__()
         self.stride = stride
-        self.extra = out_channels - in_channels
+        extra = out_channels - in_channels
+        before = extra // 2 if zeros == "both" else 0
+        self.pad = (0, 0, 0, 0, before, extra - before)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
+        return F.pad(x, self.pad) if any(self.pad) else x
 
 
 def projection(in_channels: int, out_channels: int, stride: int, pool: bool = False, bn: bool = True) -> nn.Sequential:
@@ -92,7 +101,9 @@ class Block(nn.Module):
     branch without a second definition of the block.
     """
 
-    def __init__(self, in_channels: int, width: int, stride: int, kind: str, shortcut: str | None) -> None:
+    def __init__(
+        self, in_channels: int, width: int, stride: int, kind: str, shortcut: str | None, zeros: str = "both"
+    ) -> None:
         super().__init__()
         self.preact = kind.startswith("preact")
         if kind.endswith("bottleneck"):
@@ -113,7 +124,7 @@ class Block(nn.Module):
         elif not self.reshapes:
             self.shortcut = nn.Identity()
         elif shortcut == "A":
-            self.shortcut = ShortcutA(in_channels, self.out_channels, stride)
+            self.shortcut = ShortcutA(in_channels, self.out_channels, stride, zeros)
         else:
             self.shortcut = projection(in_channels, self.out_channels, stride, pool=shortcut == "D", bn=not self.preact)
 
@@ -161,6 +172,7 @@ class CifarResNet(nn.Module):
         shortcut: str = "A",
         num_classes: int = 10,
         block: str = "basic",
+        zero_channels: str = "both",
     ) -> None:
         super().__init__()
         if block not in BLOCKS:
@@ -168,11 +180,17 @@ class CifarResNet(nn.Module):
         n = check_depth(depth, block)
         if shortcut not in SHORTCUTS:
             raise ConfigError(f"model.shortcut={shortcut!r} is not known; accepted: {', '.join(SHORTCUTS)}")
+        if zero_channels not in ZERO_CHANNELS:
+            raise ConfigError(
+                f"model.zero_channels={zero_channels!r} is not known; accepted: {', '.join(ZERO_CHANNELS)}"
+            )
         self.depth = depth
         self.residual = residual
         self.shortcut = shortcut
         self.block = block
         self.preact = block.startswith("preact")
+        # Where option A's zero channels go; None for nets without option A shortcuts (plain, B, D).
+        self.zero_channels = zero_channels if residual and shortcut == "A" else None
         out_channels = WIDTHS[-1] * (EXPANSION if block.endswith("bottleneck") else 1)
         self.conv = conv3x3(3, WIDTHS[0])
         # The one BN outside the blocks: after the first conv, or before pooling in pre-activation nets.
@@ -182,7 +200,7 @@ class CifarResNet(nn.Module):
         for stage, width in enumerate(WIDTHS):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(Block(in_channels, width, stride, block, shortcut if residual else None))
+                blocks.append(Block(in_channels, width, stride, block, shortcut if residual else None, zero_channels))
                 in_channels = blocks[-1].out_channels
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(in_channels, num_classes)
@@ -211,6 +229,19 @@ class CifarResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.blocks(self.stem(x)))
+
+
+def check_zero_channels(model: nn.Module, state: dict, path: str) -> None:
+    """Refuse a checkpoint whose option-A layout differs from `model`'s: the weights would load without error
+    but the shortcuts would feed them other channels."""
+    layout = getattr(model, "zero_channels", None)
+    saved = state.get("zero_channels") or UNRECORDED_ZERO_CHANNELS
+    if layout is not None and saved != layout:
+        raise CheckpointError(
+            f"checkpoint {path!r} holds a net whose option-A shortcuts put the zero channels at the {saved!r} "
+            f"side(s), but this run builds model.zero_channels={layout!r}: add model.zero_channels={saved} to "
+            "resume it, or start afresh with trainer.resume=false"
+        )
 
 
 def count_parameters(model: nn.Module) -> int:

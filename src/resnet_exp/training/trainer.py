@@ -20,6 +20,7 @@ from torch import nn
 
 from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, ConfigError
+from resnet_exp.models.cifar import check_zero_channels
 from resnet_exp.runlog import RunLog
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from resnet_exp.training.schedule import StepSchedule
@@ -145,6 +146,7 @@ class Trainer:
             log.warning("trainer.resume=false: starting afresh, overwriting %s", self.checkpoint_path.parent.parent)
             return
         state = load_checkpoint(self.checkpoint_path)
+        check_zero_channels(self.model, state, str(self.checkpoint_path))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -171,6 +173,7 @@ class Trainer:
         return {
             "iteration": self.iteration,
             "arch": getattr(self.model, "name", type(self.model).__name__),
+            "zero_channels": getattr(self.model, "zero_channels", None),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
