@@ -2,8 +2,10 @@
 
     python scripts/benchmark.py                               # ResNet-56 and ResNet-20, every variant
     python scripts/benchmark.py --models 20 --iters 50 --device cpu --variants reference ours-fp32
+    python scripts/benchmark.py --models resnet20 plain20 resnet56 plain56 --variants ours-bf16   # the quick preset
 
-Every variant trains the same network (`CifarResNet(depth)`, SGD lr 0.1, momentum 0.9, weight decay 1e-4) at
+Models are named as the configs name them (`resnet56`, `plain20`; a bare depth means the ResNet). Every
+variant trains the same network (`CifarResNet(depth, residual)`, SGD lr 0.1, momentum 0.9, weight decay 1e-4) at
 batch 128 (`--batch-size`) on CIFAR-10-shaped data, end to end including augmentation, in this one process:
 
 - `reference`: NCHW fp32, fed by `data.loader=torchvision` (a shuffling DataLoader, 2 workers, PIL
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -157,9 +160,21 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int) -> float:
     return 2 * size**3 / statistics.median(seconds)
 
 
-def train_flops_per_image(depth: int, shape: tuple[int, ...], batch_size: int) -> float:
+def parse_model(text: str) -> tuple[int, bool]:
+    """(depth, residual) of a model name: "plain56" is (56, False); "resnet20" and "20" are (20, True)."""
+    match = re.fullmatch(r"(plain|resnet)?(\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model: use resnetN or plainN (N = 6n+2), e.g. plain56")
+    return int(match[2]), match[1] != "plain"
+
+
+def model_name(depth: int, residual: bool) -> str:
+    return f"{'resnet' if residual else 'plain'}{depth}"
+
+
+def train_flops_per_image(depth: int, residual: bool, shape: tuple[int, ...], batch_size: int) -> float:
     """Forward plus backward FLOPs of one training image, counted on the meta device (nothing computed)."""
-    model = CifarResNet(depth).to("meta")
+    model = CifarResNet(depth, residual).to("meta")
     x = torch.empty(batch_size, *shape, device="meta")
     y = torch.zeros(batch_size, dtype=torch.long, device="meta")
     with FlopCounterMode(display=False) as counter:
@@ -167,15 +182,17 @@ def train_flops_per_image(depth: int, shape: tuple[int, ...], batch_size: int) -
     return counter.get_total_flops() / batch_size
 
 
-def fresh_model(depth: int) -> CifarResNet:
+def fresh_model(depth: int, residual: bool) -> CifarResNet:
     """The same initial weights for every variant."""
     torch.manual_seed(SEED)
-    return CifarResNet(depth)
+    return CifarResNet(depth, residual)
 
 
-def reference_step(depth: int, data: ImageData, device: torch.device, batch_size: int) -> Callable[[], None]:
+def reference_step(
+    depth: int, residual: bool, data: ImageData, device: torch.device, batch_size: int
+) -> Callable[[], None]:
     """One iteration of the usual loop: torchvision-style batch, NCHW fp32 forward, loss, SGD step."""
-    model = fresh_model(depth).to(device)
+    model = fresh_model(depth, residual).to(device)
     optimizer = sgd(model.parameters())
     train = Preloaded(data, loader="torchvision").batches(device, batch_size, EVAL_BATCH, SEED).train
 
@@ -189,10 +206,12 @@ def reference_step(depth: int, data: ImageData, device: torch.device, batch_size
     return step
 
 
-def trainer_step(depth: int, precision: str, batches: Batches, device: torch.device, bare: bool) -> Callable[[], None]:
+def trainer_step(
+    depth: int, residual: bool, precision: str, batches: Batches, device: torch.device, bare: bool
+) -> Callable[[], None]:
     """One iteration of `Trainer.step` (channels_last), fed by the device pipeline or, `bare`, by one fixed batch."""
     settings = TrainerSettings(device=device.type, precision=precision, channels_last=True)
-    model = fresh_model(depth)
+    model = fresh_model(depth, residual)
     trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, NO_RUN_DIR)
     train = batches.train
     if bare:
@@ -236,17 +255,17 @@ def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -
     peaks = {p: matmul_peak(device, dtype, args.mm_size) for p, dtype in dtypes.items() if p in precisions}
     ours = Preloaded(data).batches(device, args.batch_size, EVAL_BATCH, SEED)
     models, results = {}, []
-    for depth in args.models:
-        name = f"resnet{depth}"
-        flops = train_flops_per_image(depth, tuple(data.train_images.shape[1:]), args.batch_size)
-        models[name] = {"depth": depth, "train_gflop_per_image": flops / 1e9}
+    for depth, residual in args.models:
+        name = model_name(depth, residual)
+        flops = train_flops_per_image(depth, residual, tuple(data.train_images.shape[1:]), args.batch_size)
+        models[name] = {"depth": depth, "residual": residual, "train_gflop_per_image": flops / 1e9}
         rows = []
         for variant in variants:
             feed, precision = variant_parts(variant)
             if feed == "reference":
-                step = reference_step(depth, data, device, args.batch_size)
+                step = reference_step(depth, residual, data, device, args.batch_size)
             else:
-                step = trainer_step(depth, precision, ours, device, bare=feed == "bare")
+                step = trainer_step(depth, residual, precision, ours, device, bare=feed == "bare")
             rates = throughput(step, device, args)
             del step  # lets the reference stream's workers go before the next variant
             rate = statistics.median(rates)
@@ -292,8 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time training at batch 128, end to end, through the torchvision-style reference and the "
         "project's own path (see the module docstring); print a table and write it all as JSON.",
     )
-    parser.add_argument("--models", nargs="+", type=int, default=[56, 20], metavar="DEPTH",
-                        help="ResNet depths, each 6n+2 (default: %(default)s)")
+    parser.add_argument("--models", nargs="+", type=parse_model, default=[(56, True), (20, True)], metavar="MODEL",
+                        help="resnetN or plainN, N = 6n+2 (a bare N is resnetN); plain and residual nets of one "
+                        "depth have the same layers and FLOPs (default: resnet56 resnet20)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
                         help=f"a subset of {', '.join(VARIANTS)} (default: all)")
     parser.add_argument("--batch-size", type=int, default=128, help="the paper's 128 by default; smaller only "
@@ -326,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda but no CUDA device is visible; use --device cpu")
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     try:
-        for depth in args.models:
+        for depth, _ in args.models:
             check_depth(depth)  # a bad depth fails here, before reading the data
         data, source = load_data(args.data_root, args.synthetic_train)
     except UserError as e:
@@ -340,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "data": source,
         "settings": {
-            k: getattr(args, k) for k in ("models", "variants", "batch_size", "iters", "repeats", "warmup", "mm_size")
-        },
+            k: getattr(args, k) for k in ("variants", "batch_size", "iters", "repeats", "warmup", "mm_size")
+        } | {"models": [model_name(*model) for model in args.models]},
     }
     print(f"device: {header['device']} ({device.type}); torch {header['torch']}\ndata: {source}", flush=True)
     report = {**header, **benchmark(args, device, data)}

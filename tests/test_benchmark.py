@@ -38,3 +38,21 @@ def test_benchmark_smoke(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypa
 def test_benchmark_rejects_a_bad_depth(capsys: pytest.CaptureFixture) -> None:
     assert benchmark["main"]([*TINY, "--models", "9"]) == 2
     assert "model.depth=9 is not of the form 6n+2" in capsys.readouterr().err
+
+
+def test_benchmark_times_plain_nets_beside_their_residual_twins(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = [*TINY, "--models", "resnet8", "plain8", "--variants", "ours-fp32", "--json", str(out)]
+    assert benchmark["main"](args) == 0
+    report = json.loads(out.read_text())
+    assert [row["model"] for row in report["results"]] == ["resnet8", "plain8"]
+    resnet, plain = report["models"]["resnet8"], report["models"]["plain8"]
+    assert (resnet["residual"], plain["residual"]) == (True, False)
+    assert plain["train_gflop_per_image"] == pytest.approx(resnet["train_gflop_per_image"])  # same layers
+
+
+def test_benchmark_rejects_a_bad_model_name(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark["main"]([*TINY, "--models", "vgg16"])
+    assert exit_info.value.code == 2
+    assert "'vgg16' is not a model: use resnetN or plainN" in capsys.readouterr().err

@@ -58,9 +58,10 @@ def fall(it: int) -> float:
 def write_run(
     root: Path, model: str, seed: int, train: float, test: float, *, iterations: int = 64000,
     max_iters: int = 64000, every: int = 2000, status: str = "completed", data: str = "cifar10",
-    eval_split: str = "test", job: int = 0,
+    eval_split: str = "test", job: int = 0, **settings: object,
 ) -> Path:
-    """A run dir as the trainer leaves it: summary.json and metrics.jsonl whose last point is (train, test)."""
+    """A run dir as the trainer leaves it: summary.json and metrics.jsonl whose last point is (train, test);
+    `settings` are further summary.json fields (lr=0.05, precision="bf16", ...)."""
     kind, depth, option_b = re.fullmatch(r"(plain|resnet)(\d+)(-B)?", model).groups()
     run_dir = root / f"{job}_{model}_seed{seed}"
     run_dir.mkdir(parents=True)
@@ -75,7 +76,7 @@ def write_run(
         "model": model, "depth": int(depth), "residual": kind == "resnet", "shortcut": "B" if option_b else "A",
         "data": data, "seed": seed, "max_iters": max_iters, "status": status, "iterations": iterations,
         "final_train_error": last.get(TRAIN), "final_test_error": last.get(TEST), "wall_time_s": 1.0,
-        "device": "cpu", "params": 1000, "eval_split": eval_split,
+        "device": "cpu", "params": 1000, "eval_split": eval_split, **settings,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
@@ -272,3 +273,37 @@ def test_status_line_counts_runs_by_status(tmp_path: Path) -> None:
     (tmp_path / "3_resnet56_seed0" / ".hydra").mkdir(parents=True)
     runs, problems = find_runs([tmp_path])
     assert status_line(runs, problems) == "runs: 1 completed, 1 diverged, 1 missing, 1 running"
+
+
+def test_runs_differing_in_a_setting_are_separate_lines_labelled_by_it(tmp_path: Path) -> None:
+    """A sweep over two lrs and two seeds: four runs of one net are two configurations of two seeds each."""
+    job = 0
+    for lr, train in ((0.1, 2.0), (0.05, 4.0)):
+        for seed in (0, 1):
+            write_run(tmp_path, "resnet56", seed, train + seed, 8.0, job=job, lr=lr, precision="fp32",
+                      zero_channels="both")
+            job += 1
+    write_run(tmp_path, "plain56", 0, 11.0, 13.0, job=job, lr=0.1, precision="fp32", zero_channels=None)
+    runs, _ = find_runs([tmp_path])
+    groups = group_runs(runs)
+    rows = table_rows(groups)
+    assert [(r.model, r.settings, r.seeds) for r in rows] == [
+        ("plain56", "lr=0.1", 1), ("resnet56", "lr=0.05", 2), ("resnet56", "lr=0.1", 2),
+    ]  # zero_channels (null for the plain net) is the net's own setting: not a difference between configurations
+    assert [r.train_error_mean for r in rows] == pytest.approx([11.0, 4.5, 2.5])
+    assert "| resnet56 | lr=0.05 | cifar10 |" in to_markdown(rows)
+    fig = plot_curves(groups, tmp_path / "lrs.png", None, None, None)
+    residual = fig.axes[1]
+    assert [t.get_text() for t in residual.get_legend().get_texts()][:2] == ["resnet56 lr=0.05", "resnet56 lr=0.1"]
+    colors = {line.get_label(): line.get_color() for line in residual.get_lines() if line.get_label() != "_child"}
+    assert colors["resnet56 lr=0.05"] != colors["resnet56 lr=0.1"]
+
+
+def test_one_configuration_alone_has_no_settings_column_and_repeated_seeds_are_named(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "resnet20", 0, 2.0, 8.0, lr=0.1)
+    write_run(tmp_path / "b", "resnet20", 0, 3.0, 9.0, lr=0.1)
+    warnings: list[str] = []
+    markdown, _ = make_report([tmp_path], tmp_path / "fig.png", warn=warnings.append)
+    assert markdown.splitlines()[0].startswith("| model | data |")
+    assert "| 1 |" in markdown  # two runs, one distinct seed
+    assert any(w.startswith("repeated seeds: resnet20 has several runs of seed 0") for w in warnings)

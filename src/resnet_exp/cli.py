@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.models import count_parameters
-from resnet_exp.runlog import RunLog, read_metrics
+from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, read_metrics
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
 
@@ -36,28 +36,6 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         raise
-
-
-# Settings that change what is trained, recorded in summary.json so the report never averages two of them
-# as seeds of one configuration: (summary key, config path). The trainer's resolved compute path is added.
-TRAINING_SETTINGS = (
-    ("lr", "optim.lr"),
-    ("momentum", "optim.momentum"),
-    ("weight_decay", "optim.weight_decay"),
-    ("nesterov", "optim.nesterov"),
-    ("batch_size", "trainer.batch_size"),
-    ("max_iters", "trainer.max_iters"),
-    ("milestones", "schedule.milestones"),
-    ("gamma", "schedule.gamma"),
-    ("warmup_lr", "schedule.warmup_lr"),
-    ("warmup_until_error", "schedule.warmup_until_error"),
-    ("warmup_iters", "schedule.warmup_iters"),
-    ("zero_channels", "model.zero_channels"),
-    ("normalize", "data.normalize"),
-    ("augment", "data.augment"),
-    ("val_split", "data.val_split"),
-    ("loader", "data.loader"),
-)
 
 
 def hparams(cfg: DictConfig, trainer: Trainer, data_name: str) -> dict[str, Any]:

@@ -9,6 +9,10 @@ For a figure `OUT.<ext>` (png, pdf or svg) it writes:
 - `OUT.md` and `OUT.csv`: one row per configuration with final errors (mean ± std over seeds) next to the
   paper's Table 6.
 
+A configuration is everything summary.json records that changes training (`runlog.SETTING_KEYS`: lr,
+schedule, batch size, precision, ...); only runs that differ in nothing but the seed are averaged. Where
+configurations of one net differ, legends and the table name the settings that differ (`resnet56 lr=0.05`).
+
 Every figure is drawn on its own Agg canvas, never through pyplot, so it works on headless training machines
 and leaves the caller's matplotlib backend alone.
 """
@@ -24,6 +28,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
+from itertools import cycle
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,7 +41,7 @@ from matplotlib.lines import Line2D
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from resnet_exp.errors import UserError
-from resnet_exp.runlog import METRICS, SUMMARY, TAGS, read_metrics
+from resnet_exp.runlog import METRICS, SETTING_KEYS, SUMMARY, TAGS, read_metrics
 
 TRAIN, TEST = "train/error", "test/error"
 REQUIRED = ("model", "depth", "residual", "data", "seed", "max_iters")
@@ -49,6 +54,8 @@ PAPER_XLIM = (0.0, 6.4)  # units of 1e4 iterations, as on the paper's axis
 PAPER_YLIM = (0.0, 20.0)
 # Table 6: test error (%) of ResNets with option A shortcuts on CIFAR-10 after 64k iterations.
 PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
+# Settings of the net itself: the model name spells shortcut and block, and option A's layout applies to some nets.
+NET_SETTINGS = ("shortcut", "block", "zero_channels")
 PAPER_110_NOTE = "The paper's ResNet-110 entry is its best of 5 runs (their mean is 6.61 ± 0.16)."
 
 # Fixed colours for the paper's depths, so figures of different sweeps compare at a glance.
@@ -66,13 +73,17 @@ class ReportError(UserError):
 
 
 class Key(NamedTuple):
-    """One configuration: runs sharing it are seeds of each other. Field order sorts plain before residual."""
+    """One configuration: runs sharing it are seeds of each other. Field order sorts plain before residual.
+
+    `settings` holds (name, value as text) for every other setting summary.json records (`SETTING_KEYS`);
+    a setting an older summary.json lacks reads as null."""
 
     residual: bool
     depth: int
     model: str
     data: str
     max_iters: int
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -86,7 +97,8 @@ class Run:
     @property
     def key(self) -> Key:
         s = self.summary
-        return Key(bool(s["residual"]), int(s["depth"]), s["model"], s["data"], int(s["max_iters"]))
+        settings = tuple((name, _text(s.get(name))) for name in SETTING_KEYS if name not in Key._fields)
+        return Key(bool(s["residual"]), int(s["depth"]), s["model"], s["data"], int(s["max_iters"]), settings)
 
     @property
     def status(self) -> str:
@@ -106,11 +118,18 @@ class Run:
         return f"{s['model']} seed {s['seed']}, {self.iterations}/{s['max_iters']} iterations, status {self.status}"
 
 
+def _text(value: Any) -> str:
+    """A setting as a label shows it: strings as they are, everything else as JSON (null, true, 0.05)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 @dataclass
 class Row:
-    """One table row; the field names are the CSV header."""
+    """One table row; the field names are the CSV header. `settings`: what sets this configuration apart
+    from the others of the table (empty when they differ only in the net)."""
 
     model: str
+    settings: str
     data: str
     depth: int
     residual: str
@@ -208,6 +227,40 @@ def group_runs(runs: Iterable[Run]) -> dict[Key, list[Run]]:
     return {key: sorted(groups[key], key=lambda run: run.summary["seed"]) for key in sorted(groups)}
 
 
+def setting_labels(keys: Iterable[Key]) -> dict[Key, str]:
+    """What tells each configuration apart, as `name=value` ("lr=0.05 precision=bf16"): the settings whose value
+    differs between configurations. Settings of the net itself (`NET_SETTINGS`: its name spells them, or they
+    apply to some nets only) count only between configurations of the same net."""
+    keys = list(keys)
+
+    def varies(name: str, group: Sequence[Key]) -> bool:
+        return len({dict(key.settings).get(name) for key in group}) > 1
+
+    shared = {name for name in SETTING_KEYS if name not in NET_SETTINGS and varies(name, keys)}
+    texts = {}
+    for key in keys:
+        same_net = [other for other in keys if other.model == key.model]
+        values = dict(key.settings)
+        shown = shared | {name for name in NET_SETTINGS if varies(name, same_net)}
+        names = [name for name in SETTING_KEYS if name in values and name in shown]
+        texts[key] = " ".join(f"{name}={values[name]}" for name in names)
+    return texts
+
+
+def repeated_seeds(groups: dict[Key, list[Run]]) -> list[str]:
+    """One line per configuration holding two runs of one seed (e.g. the same sweep run twice): they are averaged
+    but counted as one seed."""
+    names = labels(groups)
+    lines = []
+    for key, runs in groups.items():
+        counts = Counter(run.summary["seed"] for run in runs)
+        repeated = sorted(seed for seed, n in counts.items() if n > 1)
+        if repeated:
+            lines.append(f"repeated seeds: {names[key]} has several runs of seed {', '.join(map(str, repeated))} "
+                         f"({', '.join(str(run.dir) for run in runs if counts[run.summary['seed']] > 1)})")
+    return lines
+
+
 def curve_band(runs: Sequence[Run], tag: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Iterations, mean, min and max over seeds, at the iterations every seed has reached, so that a seed
     still running cannot bend the mean at the end."""
@@ -219,14 +272,16 @@ def curve_band(runs: Sequence[Run], tag: str) -> tuple[np.ndarray, np.ndarray, n
 
 def table_rows(groups: dict[Key, list[Run]]) -> list[Row]:
     rows = []
+    settings = setting_labels(groups)
     for key, runs in groups.items():
         train, test = ([run.final(tag) for run in runs] for tag in (TRAIN, TEST))
         option_a = all(run.summary.get("shortcut") == "A" for run in runs)
         paper = PAPER_TEST_ERROR.get(key.depth) if key.residual and option_a and key.data == "cifar10" else None
         test_mean = statistics.fmean(test)
         rows.append(Row(
-            model=key.model, data=key.data, depth=key.depth, residual="residual" if key.residual else "plain",
-            seeds=len(runs), iterations=max(run.iterations for run in runs), max_iters=key.max_iters,
+            model=key.model, settings=settings[key], data=key.data, depth=key.depth,
+            residual="residual" if key.residual else "plain", seeds=len({run.summary["seed"] for run in runs}),
+            iterations=max(run.iterations for run in runs), max_iters=key.max_iters,
             train_error_mean=statistics.fmean(train), train_error_std=_std(train),
             test_error_mean=test_mean, test_error_std=_std(test),
             paper_test_error=paper, diff=None if paper is None else test_mean - paper,
@@ -241,12 +296,14 @@ def _std(values: Sequence[float]) -> float:
 
 
 def to_markdown(rows: Sequence[Row]) -> str:
-    header = ["model", "data", "depth", "residual", "seeds", "iterations", "train error (%)", "test error (%)",
-              "paper test error (%)", "diff (points)"]
+    """The table; a settings column only when configurations of the table differ in more than their nets."""
+    with_settings = any(r.settings for r in rows)
+    header = ["model", *(["settings"] if with_settings else []), "data", "depth", "residual", "seeds", "iterations",
+              "train error (%)", "test error (%)", "paper test error (%)", "diff (points)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [
-            r.model, r.data, str(r.depth), r.residual, str(r.seeds),
+            r.model, *([r.settings] if with_settings else []), r.data, str(r.depth), r.residual, str(r.seeds),
             str(r.iterations) if r.iterations >= r.max_iters else f"{r.iterations}/{r.max_iters}",
             _mean_std(r.train_error_mean, r.train_error_std, r.seeds),
             _mean_std(r.test_error_mean, r.test_error_std, r.seeds),
@@ -301,10 +358,12 @@ def axis_limits(
 
 
 def labels(keys: Iterable[Key]) -> dict[Key, str]:
-    """Model names, plus data set and length only where the runs differ in them, to keep legends short."""
+    """Model names, plus data set, length and other settings only where the runs differ in them, to keep
+    legends short: "resnet56", or "resnet56 lr=0.05" beside "resnet56 lr=0.1"."""
     keys = list(keys)
     many_data = len({key.data for key in keys}) > 1
     many_lengths = len({key.max_iters for key in keys}) > 1
+    settings = setting_labels(keys)
     names = {}
     for key in keys:
         parts = [key.model]
@@ -312,6 +371,8 @@ def labels(keys: Iterable[Key]) -> dict[Key, str]:
             parts.append(key.data)
         if many_lengths:
             parts.append(f"{key.max_iters} it.")
+        if settings[key]:
+            parts.append(settings[key])
         names[key] = " ".join(parts)
     return names
 
@@ -321,9 +382,19 @@ def iteration_unit(keys: Iterable[Key]) -> float:
     return 1e4 if max(key.max_iters for key in keys) >= 20000 else 1e3
 
 
-def depth_colors(depths: Iterable[int]) -> dict[int, str]:
-    others = sorted(set(depths) - DEPTH_COLORS.keys())
-    return {**DEPTH_COLORS, **{depth: SPARE_COLORS[i % len(SPARE_COLORS)] for i, depth in enumerate(others)}}
+def key_colors(keys: Iterable[Key]) -> dict[Key, str]:
+    """The paper's colour per depth, the same in both panels; a second configuration of one net and depth (another
+    lr, say) takes a spare colour, so that no two lines of a panel share one."""
+    keys = list(keys)
+    others = sorted({key.depth for key in keys} - DEPTH_COLORS.keys())
+    depth_color = {**DEPTH_COLORS, **{depth: SPARE_COLORS[i % len(SPARE_COLORS)] for i, depth in enumerate(others)}}
+    spare = cycle(reversed(SPARE_COLORS))
+    colors, seen = {}, set()
+    for key in keys:
+        first = (key.residual, key.depth) not in seen
+        seen.add((key.residual, key.depth))
+        colors[key] = depth_color[key.depth] if first else next(spare)
+    return colors
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -349,7 +420,7 @@ def _legend(ax: Axes) -> None:
 def plot_curves(groups: dict[Key, list[Run]], path: Path, xlim: Limits | None, ylim: Limits | None,
                 title: str | None) -> Figure:
     """The paper's Figures 1/6: plain nets left, residual nets right, on shared axes."""
-    colors = depth_colors(key.depth for key in groups)
+    colors = key_colors(groups)
     names = labels(groups)
     unit = iteration_unit(groups)
     fig = _figure(10, 3.5)
@@ -361,7 +432,7 @@ def plot_curves(groups: dict[Key, list[Run]], path: Path, xlim: Limits | None, y
             for tag, style in STYLES.items():
                 iterations, mean, lo, hi = curve_band(groups[key], tag)
                 label = names[key] if tag == TEST else None
-                _draw(ax, iterations / unit, mean, lo, hi, colors[key.depth], style, label)
+                _draw(ax, iterations / unit, mean, lo, hi, colors[key], style, label)
         if keys:
             _legend(ax)
         else:
@@ -426,6 +497,8 @@ def make_report(
     if not runs:
         raise ReportError("no run under the given paths has an evaluation point yet")
     groups = group_runs(runs)
+    for line in repeated_seeds(groups):
+        warn(line)
     rows = table_rows(groups)
     markdown = to_markdown(rows)
     x, y = axis_limits(groups, xlim, ylim, auto_limits)
