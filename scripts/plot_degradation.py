@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         "errors next to the paper's Table 6. Runs still running or failed are listed on stderr and plotted as far "
         "as they got.",
         epilog="Next to OUT=<stem>.<ext> it also writes <stem>_depth.<ext> (final error against depth, plain vs "
-        "residual) and the table as <stem>.md and <stem>.csv; the table also goes to stdout. Exit code 2 when a path "
+        "residual), the table as <stem>.md and <stem>.csv (also on stdout), and one row per run (seed, final errors, "
+        "wall time) as <stem>_runs.md. Exit code 2 when a path "
         "does not exist or holds no runs.",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR",

@@ -136,8 +136,11 @@ def test_rows_sort_plain_first_then_by_depth_and_notes_explain_the_comparison(tm
 def test_report_writes_figures_and_tables(sweep: Path, tmp_path: Path, suffix: str, magic: bytes) -> None:
     warnings: list[str] = []
     markdown, written = make_report([sweep], tmp_path / "figs" / f"degradation{suffix}", warn=warnings.append)
-    figure, depth_figure, table, table_csv = written
+    figure, depth_figure, table, table_csv, runs_table = written
     assert warnings == ["runs: 8 completed"]
+    per_run = runs_table.read_text().splitlines()
+    assert len(per_run) == 2 + 8
+    assert per_run[2] == "| plain20 | 0 | 64000/64000 | 7.00 | 9.00 | 1 | cpu | completed |"
     assert depth_figure == tmp_path / "figs" / f"degradation_depth{suffix}"
     for path in (figure, depth_figure):
         assert path.read_bytes().startswith(magic)

@@ -7,7 +7,8 @@ For a figure `OUT.<ext>` (png, pdf or svg) it writes:
 - `OUT_depth.<ext>`: final training and test error against depth, plain vs residual (a separate figure so the
   first one keeps the paper's two-panel layout);
 - `OUT.md` and `OUT.csv`: one row per configuration with final errors (mean ± std over seeds) next to the
-  paper's Table 6.
+  paper's Table 6;
+- `OUT_runs.md`: one row per run (seed, final errors, wall time, device), the numbers behind the means.
 
 A configuration is everything summary.json records that changes training (`runlog.SETTING_KEYS`: lr,
 schedule, batch size, precision, ...); only runs that differ in nothing but the seed are averaged. Where
@@ -325,6 +326,21 @@ def to_markdown(rows: Sequence[Row]) -> str:
     return table + "\n\n" + "\n".join(notes) if notes else table
 
 
+def runs_markdown(groups: dict[Key, list[Run]]) -> str:
+    """One row per run, in table order then by seed: what each seed ended at and how long it took where."""
+    names = labels(groups)
+    lines = ["| run | seed | iterations | train error (%) | test error (%) | wall time (s) | device | status |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, runs in groups.items():
+        for run in runs:
+            wall = run.summary.get("wall_time_s")
+            cells = [names[key], str(run.summary["seed"]), f"{run.iterations}/{key.max_iters}",
+                     f"{run.final(TRAIN):.2f}", f"{run.final(TEST):.2f}", "" if wall is None else f"{wall:.0f}",
+                     str(run.summary.get("device", "")), run.status]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _mean_std(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.2f} ± {std:.2f}" if seeds > 1 else f"{mean:.2f}"
 
@@ -505,9 +521,11 @@ def make_report(
     figure.parent.mkdir(parents=True, exist_ok=True)
     depth_figure = figure.with_name(f"{figure.stem}_depth{figure.suffix}")
     table, table_csv = figure.with_suffix(".md"), figure.with_suffix(".csv")
+    runs_table = figure.with_name(f"{figure.stem}_runs.md")
     with matplotlib.rc_context(RC):
         plot_curves(groups, figure, x, y, title)
         plot_depth(groups, depth_figure, y, title)
     table.write_text(markdown + "\n")
     write_csv(rows, table_csv)
-    return markdown, [figure, depth_figure, table, table_csv]
+    runs_table.write_text(runs_markdown(groups) + "\n")
+    return markdown, [figure, depth_figure, table, table_csv, runs_table]
