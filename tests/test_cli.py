@@ -57,6 +57,8 @@ def test_multirun_sweeps_two_models_into_the_sweep_dir(tmp_path: Path) -> None:
         (["optim.lr=-0.1"], "optim.lr=-0.1 must be a positive number"),
         (["schedule.milestones=[48000,32000]"], "schedule.milestones=[48000, 32000] must be positive and increasing"),
         (["trainer.device=tpu"], "trainer.device='tpu' is not known; accepted: auto, cpu, cuda"),
+        (["trainer.device=cuda:x"], "trainer.device='cuda:x' is not known; accepted: auto, cpu, cuda, cuda:N"),
+        (["schedule.warmup_iters=-5"], "schedule.warmup_iters=-5 must be a non-negative integer"),
     ],
 )
 def test_bad_input_ends_with_one_clear_line(tmp_path: Path, overrides: list[str], message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class TrainerSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"trainer.{name}={value!r} must be a positive integer")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ConfigError(f"trainer.device={self.device!r} is not known; accepted: auto, cpu, cuda, cuda:N")
         if self.precision not in (None, *PRECISIONS):
             raise ConfigError(f"trainer.precision={self.precision!r} is not known; accepted: null (auto), fp32, bf16")
@@ -66,7 +67,13 @@ class TrainerSettings:
             return torch.device(f"cuda:{job_index % count}" if count else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"trainer.device={self.device} but no CUDA device is visible; use trainer.device=cpu")
-        return torch.device(self.device)
+        device = torch.device(self.device)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"trainer.device={self.device} but {torch.cuda.device_count()} CUDA device(s) are visible: "
+                f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+            )
+        return device
 
 
     def configure_torch(self) -> None:
