@@ -234,3 +234,21 @@ def test_start_records_divergence_and_stops(tmp_path: Path) -> None:
     (result,) = read(out / "start.json")["runs"].values()
     assert "training loss became" in result["diverged"]
     assert 0 < len(result["series"]["loss"]) < 20
+
+
+def test_start_follows_the_linear_ramp(tmp_path: Path) -> None:
+    overrides = [f"--override={o}" for o in [*TINY, "schedule.warmup_iters=4", "trainer.batch_size=16"]]
+    out = tmp_path / "out"
+    assert main(["start", "--init", "resnet20", *overrides, "--iters", "5", "--device", "cpu", "--out", str(out)]) == 0
+    (result,) = read(out / "start.json")["runs"].values()
+    assert result["series"]["lr"] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1])
+
+
+def test_start_on_a_net_without_cifar_blocks_is_one_line_naming_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    overrides = [f"--override={o}" for o in ["data=synthetic", "data.train_size=64", "data.test_size=32"]]
+    assert main(["start", "--init", "tv_resnet18-cifar", *overrides, "--iters", "1", "--device", "cpu",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "tv_resnet18" in err and "start measures their blocks" in err and "responses and lesion" not in err

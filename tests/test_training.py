@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from resnet_exp.cli import train
 from resnet_exp.errors import CheckpointError, ConfigError
+from resnet_exp.runlog import SETTING_KEYS
 from resnet_exp.training import Diverged, StepSchedule, TrainerSettings
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -145,11 +146,27 @@ def test_resume_false_starts_afresh(tmp_path: Path) -> None:
 
 
 def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=5", "trainer.eval_every=5"), tmp_path, "synthetic")
+    good = state_hash(tmp_path)
     with pytest.raises(Diverged, match=r"training loss became (nan|inf).*lower optim.lr"):
         train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40"), tmp_path, "synthetic")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and "optim.lr" in summary["failure"]
-    assert not (tmp_path / "checkpoints" / "last.pt").exists()  # no evaluation passed, so nothing was saved
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 5  # the good one, untouched
+    assert all(torch.equal(a, b) for a, b in zip(good, state_hash(tmp_path), strict=True))
+
+
+def test_summary_records_every_training_setting_resolved(tmp_path: Path) -> None:
+    summary = train(config("trainer.max_iters=2", "trainer.eval_every=2", "schedule.warmup_iters=1",
+                           "optim.lr=0.05", "trainer.precision=bf16"), tmp_path, "synthetic")
+    assert summary == json.loads((tmp_path / "summary.json").read_text())
+    assert {k: summary[k] for k in ("lr", "warmup_iters", "precision", "channels_last", "zero_channels",
+                                    "batch_size", "milestones", "momentum", "seed")} == {
+        "lr": 0.05, "warmup_iters": 1, "precision": "bf16", "channels_last": True, "zero_channels": "both",
+        "batch_size": 32, "milestones": "[32000, 48000]", "momentum": 0.9, "seed": 0,
+    }
+    assert set(SETTING_KEYS) <= summary.keys()
+    assert None not in (summary["precision"], summary["channels_last"])
 
 
 def test_training_learns_the_synthetic_set(tmp_path: Path) -> None:
@@ -183,6 +200,7 @@ def test_cuda_run_uses_bf16_and_matches_the_contract(tmp_path: Path) -> None:
     summary = train(config("trainer.device=cuda", "trainer.max_iters=20", "trainer.eval_every=10"), tmp_path,
                     "synthetic")
     assert summary["status"] == "completed" and summary["device"] != "cpu"
+    assert summary["precision"] == "bf16" and summary["channels_last"] is True  # the CUDA defaults, resolved
     assert summary["final_test_error"] < 80.0
 
 

@@ -164,12 +164,12 @@ def relabel(subjects: list[Subject]) -> list[Subject]:
     return subjects
 
 
-def cifar_blocks(model: nn.Module) -> list[Block]:
-    """The blocks of a CIFAR net; the block-wise measurements are defined on those only."""
+def cifar_blocks(model: nn.Module, command: str) -> list[Block]:
+    """The blocks of a CIFAR net; the block-wise measurements (`command`) are defined on those only."""
     if not isinstance(model, CifarResNet):
         raise UserError(
             f"{getattr(model, 'name', type(model).__name__)} is not one of the CIFAR nets (models/cifar.py); "
-            "responses and lesion measure their blocks: use a run of model=resnet*/plain*"
+            f"{command} measures their blocks: use model=resnet*/plain* (and their variants)"
         )
     return list(model.blocks)
 

@@ -43,7 +43,7 @@ def lesioned(model: CifarResNet, x: Tensor, deleted: Collection[int]) -> Tensor:
 def measure_lesions(model: CifarResNet, batches: Any, draws: int = 5, seed: int = 0) -> dict[str, Any]:
     """Test errors (%): intact, with each block deleted alone (keyed by block index), and for k = 1..n
     removable blocks deleted at random (`draws` seeded draws each, keyed by k)."""
-    blocks = cifar_blocks(model)
+    blocks = cifar_blocks(model, "lesion")
     candidates = [i for i, b in enumerate(blocks) if removable(b)]
     rng = random.Random(seed)
     draws_by_k = {

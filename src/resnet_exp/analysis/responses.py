@@ -36,7 +36,7 @@ class _Moments:
 @torch.no_grad()
 def measure_responses(model: CifarResNet, batches: Any) -> dict[str, dict[str, Any]]:
     """{"std": {block: [std per layer]}, "ratio": {block: mean ||F(x)||/||x|| or None}}, keyed by block index."""
-    blocks = cifar_blocks(model)
+    blocks = cifar_blocks(model, "responses")
     moments = {module: _Moments() for block in blocks for module in block.responses()}
     ratio_sums = torch.zeros(len(blocks), dtype=torch.float64)
     count = 0

@@ -40,7 +40,7 @@ def replay(cfg: DictConfig, iters: int, run_dir: Path) -> dict[str, Any]:
     """
     trainer = assemble(cfg, run_dir)
     model = trainer.model
-    cifar_blocks(model)
+    cifar_blocks(model, "start")
     seen: dict[str, Tensor] = {}
     handle = model.blocks.register_forward_hook(lambda _module, _inputs, out: seen.update(out=out.detach()))
     series: dict[str, list[float]] = {name: [] for name in SERIES}
