@@ -1,5 +1,6 @@
 # resnet-exp: every target sets up .venv itself on a fresh clone.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,7 +18,10 @@ DEMO_DIR ?= outputs/demo
 RUNS ?= $(DEMO_DIR)
 OUT ?= $(RUNS)/degradation.png
 
-.PHONY: install demo test test-all lint train sweep plot bench tensorboard clean
+.PHONY: help install demo test test-all lint train sweep plot bench tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +41,7 @@ test: install  ## the default suite (slow tests excluded)
 test-all: install  ## every test, the slow ones too
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 
-lint: install
+lint: install  ## ruff over the tree
 	$(BIN)/ruff check .
 
 train: install  ## one run with the paper's recipe: make train ARGS="model=plain56"
@@ -52,7 +56,7 @@ plot: install  ## figure + table from runs: make plot RUNS=outputs/multirun/<dat
 bench: install  ## throughput of our training path against a plain torchvision reference (JSON in outputs/)
 	$(BIN)/python scripts/benchmark.py $(ARGS)
 
-tensorboard: install
+tensorboard: install  ## TensorBoard over outputs/
 	$(BIN)/tensorboard --logdir outputs
 
 clean:  ## remove build and test caches (not outputs/ nor .venv)
