@@ -53,9 +53,8 @@ def hparams(cfg: DictConfig, trainer: Trainer, data_name: str) -> dict[str, Any]
     for key, path in TRAINING_SETTINGS:
         value = OmegaConf.select(cfg, path, default=None)
         info[key] = str(list(value)) if OmegaConf.is_list(value) else value
-    if getattr(model, "zero_channels", "") is None:
-        info["zero_channels"] = None  # no option-A shortcut: the layout does not apply
-    info["precision"] = "bf16" if trainer.amp_dtype == torch.bfloat16 else "fp32"
+    info["zero_channels"] = getattr(model, "zero_channels", None)  # None where the net has no option-A shortcut
+    info["precision"] = trainer.precision
     info["channels_last"] = trainer.memory_format == torch.channels_last
     info["seed"] = cfg.seed
     return info

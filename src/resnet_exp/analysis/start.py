@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
@@ -44,8 +43,7 @@ def replay(cfg: DictConfig, iters: int, run_dir: Path) -> dict[str, Any]:
     seen: dict[str, Tensor] = {}
     handle = model.blocks.register_forward_hook(lambda _module, _inputs, out: seen.update(out=out.detach()))
     series: dict[str, list[float]] = {name: [] for name in SERIES}
-    precision = "bf16" if trainer.amp_dtype == torch.bfloat16 else "fp32"
-    result: dict[str, Any] = {"model": model.name, "precision": precision, "series": series}
+    result: dict[str, Any] = {"model": model.name, "precision": trainer.precision, "series": series}
     errors: list[float] = []
     model.train()
     try:

@@ -197,6 +197,11 @@ class Trainer:
             group["lr"] = lr
         return lr
 
+    @property
+    def precision(self) -> str:
+        """The resolved compute precision, as `trainer.precision` spells it."""
+        return "bf16" if self.amp_dtype == torch.bfloat16 else "fp32"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self.memory_format)
         dtype = self.amp_dtype or torch.bfloat16
