@@ -195,7 +195,7 @@ def test_compiled_model_trains_and_checkpoints_plain_keys(tmp_path: Path) -> Non
     assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_cuda_run_uses_bf16_and_matches_the_contract(tmp_path: Path) -> None:
     summary = train(config("trainer.device=cuda", "trainer.max_iters=20", "trainer.eval_every=10"), tmp_path,
                     "synthetic")
