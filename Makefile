@@ -18,7 +18,7 @@ DEMO_DIR ?= outputs/demo
 RUNS ?= $(DEMO_DIR)
 OUT ?= $(RUNS)/degradation.png
 
-.PHONY: help install demo test test-all lint train sweep plot bench tensorboard clean
+.PHONY: help install demo test test-all lint train sweep plot bench gpu-check tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -55,6 +55,9 @@ plot: install  ## figure + table from runs: make plot RUNS=outputs/multirun/<dat
 
 bench: install  ## throughput of our training path against a plain torchvision reference (JSON in outputs/)
 	$(BIN)/python scripts/benchmark.py $(ARGS)
+
+gpu-check: install  ## on a GPU (about 5 min): CUDA tests, CUDA benchmark, quick preset on CUDA; report in outputs/gpu_check/
+	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
 tensorboard: install  ## TensorBoard over outputs/
 	$(BIN)/tensorboard --logdir outputs

@@ -13,7 +13,14 @@ batch 128 (`--batch-size`) on CIFAR-10-shaped data, end to end including augment
 - `ours-fp32` / `ours-bf16`: the default device-resident pipeline feeding `Trainer.step` itself
   (channels_last; bf16 autocast for the second), i.e. what `resnet-exp` runs;
 - `bare-fp32` / `bare-bf16`: `Trainer.step` on one fixed batch already on the device, so `ours / bare` is
-  the share of the step time the data pipeline leaves to training (the target is >= 0.95).
+  the share of the step time the data pipeline leaves to training (the target is >= 0.95);
+- opt-in (`--variants`): `graph-fp32` / `graph-bf16`, the `ours` step captured as one CUDA graph
+  (`trainer.cuda_graph`, CUDA only); `compiled-fp32` / `compiled-bf16`, the `ours` step with `torch.compile`d
+  model (its compile time is the row's `warmup_s`); `batched-fp32` / `batched-bf16`, `--nets` K nets of the same
+  shape, each with its own seed and data stream, stepped as one vmapped computation (`BatchedNets`), images/s
+  summed over the K nets. `vs ours` is a row's speed over the eager `ours` row of its precision.
+
+`ours` is the eager step (`trainer.cuda_graph=false`), so that the graph's gain has a baseline.
 
 bf16 variants run only where the device computes bf16 natively (CUDA with bf16, or a CPU with oneDNN and
 avx512_bf16/amx_bf16). All variants run with the CLI's torch settings (cuDNN autotuning on). Achieved FLOP/s
@@ -41,15 +48,20 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from resnet_exp.data import DataModule, ImageData, make_synthetic, read_cifar10
+from resnet_exp.data.batches import TrainStream
 from resnet_exp.data.cifar10 import FOLDER, find_folder
 from resnet_exp.data.module import Batches
 from resnet_exp.errors import DataError, UserError
 from resnet_exp.models import CifarResNet
 from resnet_exp.models.cifar import check_depth
 from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
+from resnet_exp.training.batched import BatchedNets
 from resnet_exp.training.optim import sgd
 
-VARIANTS = ("reference", "ours-fp32", "ours-bf16", "bare-fp32", "bare-bf16")
+DEFAULT_VARIANTS = ("reference", "ours-fp32", "ours-bf16", "bare-fp32", "bare-bf16")
+VARIANTS = (
+    *DEFAULT_VARIANTS, "graph-fp32", "graph-bf16", "compiled-fp32", "compiled-bf16", "batched-fp32", "batched-bf16"
+)
 EVAL_BATCH = 1000
 SEED = 0
 MM_TIMINGS = 5
@@ -207,23 +219,54 @@ def reference_step(
 
 
 def trainer_step(
-    depth: int, residual: bool, precision: str, batches: Batches, device: torch.device, bare: bool
+    depth: int, residual: bool, feed: str, precision: str, batches: Batches, device: torch.device
 ) -> Callable[[], None]:
-    """One iteration of `Trainer.step` (channels_last), fed by the device pipeline or, `bare`, by one fixed batch."""
-    settings = TrainerSettings(device=device.type, precision=precision, channels_last=True)
+    """One iteration of `Trainer.step` (channels_last) fed by the device pipeline, eager, graphed or compiled as
+    `feed` says; `bare`: eager on one fixed batch."""
+    settings = TrainerSettings(device=device.type, precision=precision, channels_last=True,
+                               cuda_graph=feed == "graph", compile=feed == "compiled")
     model = fresh_model(depth, residual)
     trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, NO_RUN_DIR)
+    trainer.net.train()
     train = batches.train
-    if bare:
+    if feed == "bare":
         x, y = next(train)
         return lambda: trainer.step(x, y)
     return lambda: trainer.step(*next(train))
 
 
-def throughput(step: Callable[[], None], device: torch.device, args: argparse.Namespace) -> list[float]:
-    """Images/s of `args.repeats` timed runs of `args.iters` steps each, after `args.warmup` untimed steps."""
+def batched_step(
+    depth: int, residual: bool, precision: str, batches: Batches, device: torch.device, nets: int
+) -> Callable[[], None]:
+    """One iteration of `nets` nets (seeds 0..K-1, each its own shuffling and augmentation) as one computation."""
+    models = []
+    for seed in range(nets):
+        torch.manual_seed(seed)
+        models.append(CifarResNet(depth, residual).to(device))
+    amp = torch.bfloat16 if precision == "bf16" else None
+    batched = BatchedNets(models, amp_dtype=amp, memory_format=torch.channels_last)
+    own = batches.train
+    streams = [TrainStream(own.images, own.labels, own.batch_size, own.normalize, own.augment, seed)
+               for seed in range(nets)]
+
+    def step() -> None:
+        pairs = [next(stream) for stream in streams]
+        batched.step(torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs]), 0.1)
+
+    return step
+
+
+def throughput(
+    step: Callable[[], None], device: torch.device, args: argparse.Namespace, nets: int = 1
+) -> tuple[list[float], float]:
+    """Images/s (over `nets` nets stepped together) of `args.repeats` timed runs of `args.iters` steps each, after
+    `args.warmup` untimed steps; and the seconds those took (a compile or a graph capture happens there)."""
+    sync(device)
+    start = time.perf_counter()
     for _ in range(args.warmup):
         step()
+    sync(device)
+    warmup_s = time.perf_counter() - start
     rates = []
     for _ in range(args.repeats):
         sync(device)
@@ -231,24 +274,28 @@ def throughput(step: Callable[[], None], device: torch.device, args: argparse.Na
         for _ in range(args.iters):
             step()
         sync(device)
-        rates.append(args.iters * args.batch_size / (time.perf_counter() - start))
-    return rates
+        rates.append(nets * args.iters * args.batch_size / (time.perf_counter() - start))
+    return rates, warmup_s
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Each row's speed relative to the reference and, for the `ours` rows, to the bare step."""
+    """Each row's speed relative to the reference, to the eager `ours` row of its precision (for the graphed,
+    compiled and batched rows) and, for the `ours` rows, to the bare step."""
     by_name = {row["variant"]: row["images_per_s"] for row in rows}
     for row in rows:
         feed, precision = variant_parts(row["variant"])
-        reference, bare = by_name.get("reference"), by_name.get(f"bare-{precision}")
+        reference, bare, ours = (by_name.get(name) for name in ("reference", f"bare-{precision}", f"ours-{precision}"))
         row["vs_reference"] = row["images_per_s"] / reference if reference else None
         row["ours_vs_bare"] = row["images_per_s"] / bare if feed == "ours" and bare else None
+        row["vs_ours"] = row["images_per_s"] / ours if feed in ("graph", "compiled", "batched") and ours else None
 
 
 def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -> dict[str, Any]:
     """Time every selected variant on every model; the results as the JSON report holds them."""
     no_bf16 = bf16_unsupported(device)
     skipped = {v: no_bf16 for v in args.variants if v.endswith("bf16") and no_bf16}
+    if device.type != "cuda":
+        skipped |= {v: "CUDA graphs need a CUDA device" for v in args.variants if v.startswith("graph")}
     variants = [v for v in VARIANTS if v in args.variants and v not in skipped]
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     precisions = {variant_parts(v)[1] for v in variants}
@@ -262,11 +309,14 @@ def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -
         rows = []
         for variant in variants:
             feed, precision = variant_parts(variant)
+            nets = args.nets if feed == "batched" else 1
             if feed == "reference":
                 step = reference_step(depth, residual, data, device, args.batch_size)
+            elif feed == "batched":
+                step = batched_step(depth, residual, precision, ours, device, nets)
             else:
-                step = trainer_step(depth, residual, precision, ours, device, bare=feed == "bare")
-            rates = throughput(step, device, args)
+                step = trainer_step(depth, residual, feed, precision, ours, device)
+            rates, warmup_s = throughput(step, device, args, nets)
             del step  # lets the reference stream's workers go before the next variant
             rate = statistics.median(rates)
             peak = peaks[precision]
@@ -275,6 +325,8 @@ def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -
                 "variant": variant,
                 "images_per_s": rate,
                 "runs_images_per_s": rates,
+                "warmup_s": warmup_s,
+                "nets": nets,
                 "gflop_per_s": flops * rate / 1e9,
                 "peak_pct": 100 * flops * rate / peak,
             })
@@ -291,14 +343,14 @@ def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -
 
 def table(results: list[dict[str, Any]]) -> str:
     """The results as an aligned text table."""
-    header = ("model", "variant", "img/s", "vs reference", "ours/bare", "GFLOP/s", "% of peak")
+    header = ("model", "variant", "img/s", "vs reference", "ours/bare", "vs ours", "GFLOP/s", "% of peak", "warm-up s")
 
     def ratio(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}x"
 
     lines = [
         (r["model"], r["variant"], f"{r['images_per_s']:.1f}", ratio(r["vs_reference"]), ratio(r["ours_vs_bare"]),
-         f"{r['gflop_per_s']:.1f}", f"{r['peak_pct']:.1f}")
+         ratio(r["vs_ours"]), f"{r['gflop_per_s']:.1f}", f"{r['peak_pct']:.1f}", f"{r['warmup_s']:.1f}")
         for r in results
     ]
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
@@ -314,8 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", type=parse_model, default=[(56, True), (20, True)], metavar="MODEL",
                         help="resnetN or plainN, N = 6n+2 (a bare N is resnetN); plain and residual nets of one "
                         "depth have the same layers and FLOPs (default: resnet56 resnet20)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), metavar="VARIANT",
-                        help=f"a subset of {', '.join(VARIANTS)} (default: all)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT_VARIANTS), metavar="VARIANT",
+                        help=f"any of {', '.join(VARIANTS)} (default: {' '.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--nets", type=int, default=4, metavar="K",
+                        help="nets stepped together by the batched variants (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=128, help="the paper's 128 by default; smaller only "
                         "for quick checks (default: %(default)s)")
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per run (default: %(default)s)")
@@ -337,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("batch_size", "iters", "repeats", "synthetic_train", "mm_size"):
+    for name in ("batch_size", "iters", "repeats", "synthetic_train", "mm_size", "nets"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
@@ -360,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "data": source,
         "settings": {
-            k: getattr(args, k) for k in ("variants", "batch_size", "iters", "repeats", "warmup", "mm_size")
+            k: getattr(args, k) for k in ("variants", "batch_size", "iters", "repeats", "warmup", "mm_size", "nets")
         } | {"models": [model_name(*model) for model in args.models]},
     }
     print(f"device: {header['device']} ({device.type}); torch {header['torch']}\ndata: {source}", flush=True)

@@ -22,7 +22,7 @@ def test_benchmark_smoke(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypa
     assert report["device_type"] == "cpu" and report["data"].startswith("synthetic")
     ran = [row["variant"] for row in report["results"]]
     # bf16 variants run exactly where the CPU computes bf16 natively; otherwise they are listed as skipped.
-    assert sorted([*ran, *report["skipped"]]) == sorted(benchmark["VARIANTS"])
+    assert sorted([*ran, *report["skipped"]]) == sorted(benchmark["DEFAULT_VARIANTS"])
     assert "reference" in ran and "ours-fp32" in ran and "bare-fp32" in ran
     assert report["models"]["resnet8"]["train_gflop_per_image"] > 0
     rows = {row["variant"]: row for row in report["results"]}
@@ -56,3 +56,19 @@ def test_benchmark_rejects_a_bad_model_name(capsys: pytest.CaptureFixture) -> No
         benchmark["main"]([*TINY, "--models", "vgg16"])
     assert exit_info.value.code == 2
     assert "'vgg16' is not a model: use resnetN or plainN" in capsys.readouterr().err
+
+
+def test_benchmark_opt_in_variants_on_cpu(tmp_path: Path) -> None:
+    """Batched nets report images/s summed over the K nets and their ratio to one eager net; CUDA graphs are
+    listed as skipped, with the reason, on a CPU."""
+    out = tmp_path / "bench.json"
+    args = [*TINY, "--variants", "ours-fp32", "batched-fp32", "graph-fp32", "--nets", "2", "--json", str(out)]
+    assert benchmark["main"](args) == 0
+    report = json.loads(out.read_text())
+    rows = {row["variant"]: row for row in report["results"]}
+    assert report["skipped"] == {"graph-fp32": "CUDA graphs need a CUDA device"}
+    assert rows["batched-fp32"]["nets"] == 2 and rows["ours-fp32"]["nets"] == 1
+    assert rows["batched-fp32"]["vs_ours"] == pytest.approx(
+        rows["batched-fp32"]["images_per_s"] / rows["ours-fp32"]["images_per_s"]
+    )
+    assert rows["ours-fp32"]["vs_ours"] is None and rows["batched-fp32"]["warmup_s"] > 0

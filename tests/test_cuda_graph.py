@@ -69,7 +69,7 @@ def losses_of(tmp_path: Path, steps: int, *overrides: str) -> tuple[list[float],
         trainer.step(*next(trainer.batches.train))
         trainer.iteration += 1
         losses.append(trainer.read_pending()[0])
-    return losses, trainer.captured is not None
+    return losses, trainer.graphed is not None and trainer.graphed.captured
 
 
 @pytest.mark.cuda

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from resnet_exp.errors import ConfigError
 
@@ -51,35 +51,52 @@ def check_graphable(optimizer: torch.optim.Optimizer) -> None:
         raise ConfigError("trainer.cuda_graph=true does not reproduce SGD(maximize=True): use trainer.cuda_graph=false")
 
 
-class CapturedStep:
-    """One training step captured as a CUDA graph; call it with each batch and lr.
+class GraphedStep:
+    """A training step run eagerly on a side stream for its first `GRAPH_WARMUP` calls, then captured once and
+    replayed: call it with each batch, the lr and the eager optimizer update.
 
-    `body(x, y, update)` is the trainer's own step (forward, loss, backward, `update()`, device sums), so the
-    graph runs the code the eager path runs, with only the optimizer's update swapped for `sgd_update_`.
+    `body(x, y, update)` is the caller's own step (forward, loss, backward, `update()`, device sums), so the graph
+    runs the code the eager path runs, with only the optimizer's update swapped for `sgd_update_`.
     """
 
     def __init__(
         self,
         body: Callable[[Tensor, Tensor, Callable[[], None]], None],
-        model: nn.Module,
+        params: list[Tensor],
         optimizer: torch.optim.SGD,
-        x: Tensor,
-        y: Tensor,
-        stream: torch.cuda.Stream,
+        device: torch.device,
     ) -> None:
         check_graphable(optimizer)
+        self.body, self.params, self.optimizer = body, params, optimizer
+        self.stream = torch.cuda.Stream(device)
+        self.eager_calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def capture(self, x: Tensor, y: Tensor) -> None:
         self.x, self.y = x.clone(), y.clone()
         self.lr = torch.zeros((), device=x.device)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer.zero_grad(set_to_none=True)  # the graph allocates the gradients it writes in its own pool
+        self.optimizer.zero_grad(set_to_none=True)  # the graph allocates the gradients it writes in its own pool
         self.graph = torch.cuda.CUDAGraph()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.graph(self.graph, stream=stream):
-            body(self.x, self.y, lambda: sgd_update_(optimizer, params, self.lr))
-        torch.cuda.current_stream().wait_stream(stream)
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.graph(self.graph, stream=self.stream):
+            self.body(self.x, self.y, lambda: sgd_update_(self.optimizer, self.params, self.lr))
+        torch.cuda.current_stream().wait_stream(self.stream)
 
-    def __call__(self, x: Tensor, y: Tensor, lr: float) -> None:
-        self.x.copy_(x)
-        self.y.copy_(y)
-        self.lr.fill_(lr)
-        self.graph.replay()
+    def __call__(self, x: Tensor, y: Tensor, lr: float, update: Callable[[], None]) -> None:
+        if self.graph is None and self.eager_calls >= GRAPH_WARMUP:
+            self.capture(x, y)
+        if self.graph is not None:
+            self.x.copy_(x)
+            self.y.copy_(y)
+            self.lr.fill_(lr)
+            self.graph.replay()
+            return
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            self.body(x, y, update)
+        torch.cuda.current_stream().wait_stream(self.stream)
+        self.eager_calls += 1

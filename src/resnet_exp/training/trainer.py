@@ -25,7 +25,7 @@ from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.models.cifar import check_zero_channels
 from resnet_exp.runlog import RunLog
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
-from resnet_exp.training.cuda_graph import GRAPH_WARMUP, CapturedStep, check_graphable
+from resnet_exp.training.cuda_graph import GraphedStep
 from resnet_exp.training.schedule import StepSchedule
 from resnet_exp.training.signals import Interrupted, StopRequests
 
@@ -150,13 +150,9 @@ class Trainer:
         # The compiled wrapper runs the steps; `self.model` keeps the plain state_dict keys for checkpoints.
         self.net = torch.compile(self.model, mode=settings.compile_mode) if settings.compile else self.model
         self.optimizer = optimizer
-        # With a CUDA graph: the side stream of the eager warm-up steps and the capture, then the captured step.
-        self.graph_stream: torch.cuda.Stream | None = None
-        self.captured: CapturedStep | None = None
-        self.eager_steps = 0
+        self.graphed: GraphedStep | None = None
         if settings.uses_cuda_graph(device):
-            check_graphable(optimizer)
-            self.graph_stream = torch.cuda.Stream(device)
+            self.graphed = GraphedStep(self.step_body, list(self.model.parameters()), optimizer, device)
         self.schedule = schedule
         self.batches = batches
         self.device = device
@@ -224,7 +220,7 @@ class Trainer:
     @property
     def cuda_graph(self) -> bool:
         """Whether steps are replayed from a captured CUDA graph (after the eager warm-up steps)."""
-        return self.graph_stream is not None
+        return self.graphed is not None
 
     @property
     def precision(self) -> str:
@@ -260,19 +256,12 @@ class Trainer:
                 norms.update(grad_norms(self.model))
             self.optimizer.step()
 
-        if self.graph_stream is None:
+        if self.graphed is None:
             self.step_body(x, y, update)
-        elif self.captured is None and self.eager_steps >= GRAPH_WARMUP:
-            self.captured = CapturedStep(self.step_body, self.model, self.optimizer, x, y, self.graph_stream)
-        if self.captured is not None:
-            self.captured(x, y, self.optimizer.param_groups[0]["lr"])
-            norms = grad_norms(self.model) if measure_grads else {}
-        elif self.graph_stream is not None:
-            self.graph_stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(self.graph_stream):
-                self.step_body(x, y, update)
-            torch.cuda.current_stream(self.device).wait_stream(self.graph_stream)
-            self.eager_steps += 1
+        else:
+            self.graphed(x, y, self.optimizer.param_groups[0]["lr"], update)
+            if self.graphed.captured and measure_grads:  # a replay leaves this step's gradients in p.grad
+                norms = grad_norms(self.model)
         self.pending_seen += len(y)
         return norms
 
