@@ -49,6 +49,19 @@ class ScaledShortcut(nn.Module):
         return self.inner(x) * self.scale
 
 
+class Float32InputBatchNorm(nn.BatchNorm2d):
+    """BN on a float32 copy of its input, the output cast back: the template's BN under autocast.
+
+    Under vmap, BN's batched weight is applied after a weightless BN, and CUDA's BN backward without a weight
+    wants its float32 running statistics in the input's dtype ("Expected running_mean to have type BFloat16",
+    torch 2.11). A separate net's cuDNN BN computes in float32 from bf16 inputs too and rounds its output to
+    bf16, so the result is the same up to rounding; it costs a float32 copy of each BN input.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
 def check_same_shapes(models: Sequence[nn.Module]) -> None:
     """Raise ConfigError naming the first parameter or buffer whose name or shape differs from models[0]'s."""
     if not models:
@@ -111,7 +124,10 @@ class BatchedNets:
 
     The nets' parameters and buffers are copied into stacked tensors (leading dimension K) at construction;
     `models` are left untouched until `load_into` copies the trained state back. Put the models on the target
-    device first: the stacked tensors live where they do.
+    device first: the stacked tensors live where they do. `memory_format=channels_last` lays out each net's
+    weights and images as `Trainer` does; it applies on CPUs only (see `__init__`), elsewhere the nets run in
+    the contiguous layout. `amp_dtype` autocasts as `Trainer.forward` does, with BN fed float32 copies of its
+    inputs (`Float32InputBatchNorm`).
     """
 
     def __init__(
@@ -129,10 +145,19 @@ class BatchedNets:
             raise ConfigError(f"memory_format={memory_format} is not supported; use contiguous_format or channels_last")
         self.k = len(models)
         self.amp_dtype = amp_dtype
+        self.device = next(models[0].parameters()).device
+        if self.device.type != "cpu":
+            # Under vmap, BN on CUDA fails on channels_last inputs ("NYI: querying is_contiguous inside of vmap
+            # for memory_format other than torch.contiguous_format", torch 2.11): the stacked nets stay contiguous.
+            memory_format = torch.contiguous_format
         self.memory_format = memory_format
         self.keys = [list(m.state_dict()) for m in models]
         self.template, scale_names, scales = _template(models)
         self.template.train(models[0].training)
+        if amp_dtype is not None:
+            for module in self.template.modules():
+                if type(module) is nn.BatchNorm2d:
+                    module.__class__ = Float32InputBatchNorm
         params, buffers = stack_module_state(models)
         if memory_format == torch.channels_last:
             # As `Trainer` does with `model.to(memory_format=...)`: 4-D weights channels_last, per net.
@@ -143,8 +168,7 @@ class BatchedNets:
         self.params: dict[str, Tensor] = params
         self.buffers: dict[str, Tensor] = buffers
         # The shortcut scales of a plain/residual mix: [K] each, fixed, kept apart from the nets' own buffers.
-        device = next(iter(params.values())).device
-        self.scales = {} if scales is None else {n: s.to(device) for n, s in zip(scale_names, scales, strict=True)}
+        self.scales = {} if scales is None else {n: s.to(self.device) for n, s in zip(scale_names, scales, strict=True)}
         # The optimizer factory the single-net runs use, on the stacked tensors: weight decay on every parameter.
         self.optimizer = sgd(list(params.values()), lr, momentum, weight_decay, nesterov)
         self.last_wrong: Tensor | None = None

@@ -1,0 +1,166 @@
+"""BatchedNets: K nets trained as one vmapped computation equal the same nets trained one by one by `Trainer`."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_exp.data.module import Batches
+from resnet_exp.data.synthetic import Synthetic
+from resnet_exp.errors import ConfigError
+from resnet_exp.models import CifarResNet
+from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
+from resnet_exp.training.batched import BatchedNets
+from resnet_exp.training.optim import sgd
+
+# vmap has no batching rule for the as_strided_ that adaptive_avg_pool2d does on channels_last inputs: it loops
+# over the nets there (one small op per step), and says so.
+pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
+ITERS = 20
+BATCH = 16
+# Equal up to rounding: vmap turns the K convs into one grouped conv and each BN into one BN over K*C channels
+# (then a per-net scale and shift), whose sums run in another order than the separate kernels'. In float64 that
+# leaves ~1e-16 after 20 steps (measured), so a tolerance of 1e-9 proves the batched step is the separate one; a
+# wrong lr, gradient or BN update of any net moves the weights by ~1e-3 or more. The losses are float32 in both
+# paths (the logits are cast to float32 as `Trainer.forward` does), so they match to float32 rounding.
+EXACT = {"rtol": 1e-9, "atol": 1e-11}
+LOSS = {"rtol": 1e-6, "atol": 1e-6}
+# In float32 the rounding differences are ~1e-7, but a pre-ReLU value within that of zero can take the other
+# sign in one path: that one image's gradient then differs by ~1e-4 and the runs drift apart like two fp32 runs
+# of one net on different hardware. At 8x8 this happened in 5 of 8 seeds; the fp32 comparison uses 4x4 images,
+# where none of 8 seeds had such a flip (largest difference ~1e-7, a tenth of the tolerance).
+FP32 = {"rtol": 1e-4, "atol": 1e-5}
+
+
+@pytest.fixture(scope="module")
+def batches() -> Batches:
+    """The trainer needs a `Batches` to be built; `Trainer.step` itself is fed the batches below."""
+    return Synthetic(train_size=20, test_size=10).batches(torch.device("cpu"), BATCH, 10, seed=0)
+
+
+def seeded_nets(kinds: list[tuple[int, bool]], dtype: torch.dtype = torch.float32) -> list[CifarResNet]:
+    """Net k built right after torch.manual_seed(k), so the nets start from different weights."""
+    nets = []
+    for k, (depth, residual) in enumerate(kinds):
+        torch.manual_seed(k)
+        nets.append(CifarResNet(depth, residual).to(dtype))
+    return nets
+
+
+def data(
+    k: int, iters: int = ITERS, size: int = 8, dtype: torch.dtype = torch.float32
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each iteration's [K, B, 3, size, size] images and [K, B] labels: every net gets its own batches (the nets
+    run unchanged on small images, thanks to global pooling)."""
+    g = torch.Generator().manual_seed(1234)
+    return [
+        (torch.randn(k, BATCH, 3, size, size, generator=g).to(dtype), torch.randint(0, 10, (k, BATCH), generator=g))
+        for _ in range(iters)
+    ]
+
+
+def train_both(
+    kinds: list[tuple[int, bool]], channels_last: bool, dtype: torch.dtype, size: int, batches: Batches
+) -> tuple[BatchedNets, list[Trainer]]:
+    """The same seeded nets trained batched and, one `Trainer` each, separately; losses and errors are compared
+    at every step (the lr falls at steps 10 and 15, so the lr each step gets is checked too)."""
+    nets = seeded_nets(kinds, dtype)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    batched = BatchedNets(copy.deepcopy(nets), memory_format=layout)
+    settings = TrainerSettings(device="cpu", precision="fp32", channels_last=channels_last)
+    schedule = StepSchedule(milestones=[10, 15])
+    cpu = torch.device("cpu")
+    trainers = [Trainer(settings, net, sgd(net.parameters()), schedule, batches, cpu, Path(os.devnull)) for net in nets]
+    for iteration, (xs, ys) in enumerate(data(len(nets), size=size, dtype=dtype)):
+        lrs = set()
+        for k, trainer in enumerate(trainers):
+            trainer.iteration = iteration
+            lrs.add(trainer.set_lr())
+            trainer.step(xs[k], ys[k])
+        expected = torch.tensor(
+            [trainer.read_pending() for trainer in trainers], dtype=torch.float64
+        )  # (loss, error %) per net
+        (lr,) = lrs
+        losses = batched.step(xs, ys, lr)
+        assert losses.shape == (len(nets),) and not losses.requires_grad
+        torch.testing.assert_close(losses.double(), expected[:, 0], **LOSS)
+        assert (100.0 * batched.last_wrong / BATCH).tolist() == expected[:, 1].tolist()
+    assert batched.buffers["bn.num_batches_tracked"].tolist() == [ITERS] * len(nets)
+    return batched, trainers
+
+
+def assert_same_state(batched: BatchedNets, nets: list[torch.nn.Module], tolerance: dict[str, float]) -> None:
+    """Every parameter and buffer (BN running statistics included) of every net, under its state_dict key."""
+    for k, (state, net) in enumerate(zip(batched.state_dicts(), nets, strict=True)):
+        expected = net.state_dict()
+        assert list(state) == list(expected)
+        for name, tensor in expected.items():
+            torch.testing.assert_close(state[name], tensor, **tolerance, msg=lambda m, k=k, n=name: f"net {k} {n}: {m}")
+
+
+KINDS = {
+    "resnet8-x3": ([(8, True)] * 3, False),
+    "resnet8-x3-channels-last": ([(8, True)] * 3, True),
+    "plain8-resnet8-plain8": ([(8, False), (8, True), (8, False)], False),  # plain and residual twins (option A)
+}
+
+
+@pytest.mark.parametrize(("kinds", "channels_last"), KINDS.values(), ids=KINDS.keys())
+def test_batched_training_equals_separate_trainers_exactly_in_float64(
+    kinds: list[tuple[int, bool]], channels_last: bool, batches: Batches
+) -> None:
+    batched, trainers = train_both(kinds, channels_last, torch.float64, 8, batches)
+    assert_same_state(batched, [trainer.model for trainer in trainers], EXACT)
+
+
+@pytest.mark.parametrize(("kinds", "channels_last"), KINDS.values(), ids=KINDS.keys())
+def test_batched_training_equals_separate_trainers_in_float32(
+    kinds: list[tuple[int, bool]], channels_last: bool, batches: Batches
+) -> None:
+    batched, trainers = train_both(kinds, channels_last, torch.float32, 4, batches)
+    assert_same_state(batched, [trainer.model for trainer in trainers], FP32)
+
+
+def test_nets_of_other_shapes_are_refused_naming_the_parameter() -> None:
+    with pytest.raises(ConfigError, match=r"parameter 'blocks\.1\.conv1\.weight' is \(16, 16, 3, 3\) there"):
+        BatchedNets([CifarResNet(8), CifarResNet(14)])
+    with pytest.raises(ConfigError, match=r"parameter 'blocks\.1\.shortcut\.0\.weight' is missing there"):
+        BatchedNets([CifarResNet(8, shortcut="B"), CifarResNet(8, residual=False)])
+    with pytest.raises(ConfigError, match="different zero_channels"):
+        BatchedNets([CifarResNet(8), CifarResNet(8, zero_channels="end")])
+
+
+def test_state_dicts_load_into_single_nets_that_compute_the_batched_outputs() -> None:
+    kinds = [(8, True), (8, False)]
+    nets = seeded_nets(kinds)
+    before = copy.deepcopy(nets[0].state_dict())
+    batched = BatchedNets(nets, lr=0.05, nesterov=True)
+    for xs, ys in data(len(nets), iters=3):
+        batched.step(xs, ys, 0.05)
+    for name, tensor in nets[0].state_dict().items():  # training works on copies
+        assert torch.equal(tensor, before[name]), name
+    xs, _ = data(len(nets), iters=1)[0]
+    with torch.no_grad():
+        outputs = batched.eval()(xs)
+    fresh = [CifarResNet(depth, residual) for depth, residual in kinds]
+    for net, state in zip(fresh, batched.state_dicts(), strict=True):
+        net.load_state_dict(state)
+    batched.load_into(nets)
+    for k, (a, b) in enumerate(zip(fresh, nets, strict=True)):
+        with torch.no_grad():
+            torch.testing.assert_close(a.eval()(xs[k]), outputs[k], **FP32)
+            assert torch.equal(b.eval()(xs[k]), a(xs[k]))
+    assert fresh[0].bn.num_batches_tracked.item() == 3
+
+
+def test_bf16_autocast_runs_and_stays_close_to_fp32() -> None:
+    nets = seeded_nets([(8, True)] * 2)
+    (xs, ys) = data(2, iters=1)[0]
+    fp32 = BatchedNets(copy.deepcopy(nets)).step(xs, ys, 0.1)
+    bf16 = BatchedNets(nets, amp_dtype=torch.bfloat16, memory_format=torch.channels_last).step(xs, ys, 0.1)
+    assert bf16.dtype == torch.float32
+    torch.testing.assert_close(bf16, fp32, rtol=2e-2, atol=0)  # bf16 keeps ~3 significant digits
