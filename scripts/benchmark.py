@@ -14,13 +14,10 @@ batch 128 (`--batch-size`) on CIFAR-10-shaped data, end to end including augment
   (channels_last; bf16 autocast for the second), i.e. what `resnet-exp` runs;
 - `bare-fp32` / `bare-bf16`: `Trainer.step` on one fixed batch already on the device, so `ours / bare` is
   the share of the step time the data pipeline leaves to training (the target is >= 0.95);
-- opt-in (`--variants`): `graph-fp32` / `graph-bf16`, the `ours` step captured as one CUDA graph
-  (`trainer.cuda_graph`, CUDA only); `compiled-fp32` / `compiled-bf16`, the `ours` step with `torch.compile`d
-  model (its compile time is the row's `warmup_s`); `batched-fp32` / `batched-bf16`, `--nets` K nets of the same
-  shape, each with its own seed and data stream, stepped as one vmapped computation (`BatchedNets`), images/s
-  summed over the K nets. `vs ours` is a row's speed over the eager `ours` row of its precision.
-
-`ours` is the eager step (`trainer.cuda_graph=false`), so that the graph's gain has a baseline.
+- opt-in (`--variants`): `compiled-fp32` / `compiled-bf16`, the `ours` step with a `torch.compile`d model (its
+  compile time is the row's `warmup_s`); `batched-fp32` / `batched-bf16`, `--nets` K nets of the same shape, each
+  with its own seed and data stream, stepped as one vmapped computation (`BatchedNets`), images/s summed over the
+  K nets. `vs ours` is a row's speed over the `ours` row of its precision.
 
 bf16 variants run only where the device computes bf16 natively (CUDA with bf16, or a CPU with oneDNN and
 avx512_bf16/amx_bf16). All variants run with the CLI's torch settings (cuDNN autotuning on). Achieved FLOP/s
@@ -60,7 +57,7 @@ from resnet_exp.training.optim import sgd
 
 DEFAULT_VARIANTS = ("reference", "ours-fp32", "ours-bf16", "bare-fp32", "bare-bf16")
 VARIANTS = (
-    *DEFAULT_VARIANTS, "graph-fp32", "graph-bf16", "compiled-fp32", "compiled-bf16", "batched-fp32", "batched-bf16"
+    *DEFAULT_VARIANTS, "compiled-fp32", "compiled-bf16", "batched-fp32", "batched-bf16"
 )
 EVAL_BATCH = 1000
 SEED = 0
@@ -221,10 +218,9 @@ def reference_step(
 def trainer_step(
     depth: int, residual: bool, feed: str, precision: str, batches: Batches, device: torch.device
 ) -> Callable[[], None]:
-    """One iteration of `Trainer.step` (channels_last) fed by the device pipeline, eager, graphed or compiled as
-    `feed` says; `bare`: eager on one fixed batch."""
-    settings = TrainerSettings(device=device.type, precision=precision, channels_last=True,
-                               cuda_graph=feed == "graph", compile=feed == "compiled")
+    """One iteration of `Trainer.step` (channels_last) fed by the device pipeline, with a compiled model for
+    `compiled`; `bare`: on one fixed batch."""
+    settings = TrainerSettings(device=device.type, precision=precision, channels_last=True, compile=feed == "compiled")
     model = fresh_model(depth, residual)
     trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, NO_RUN_DIR)
     trainer.net.train()
@@ -260,7 +256,7 @@ def throughput(
     step: Callable[[], None], device: torch.device, args: argparse.Namespace, nets: int = 1
 ) -> tuple[list[float], float]:
     """Images/s (over `nets` nets stepped together) of `args.repeats` timed runs of `args.iters` steps each, after
-    `args.warmup` untimed steps; and the seconds those took (a compile or a graph capture happens there)."""
+    `args.warmup` untimed steps; and the seconds those took (a compile happens there)."""
     sync(device)
     start = time.perf_counter()
     for _ in range(args.warmup):
@@ -279,23 +275,21 @@ def throughput(
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Each row's speed relative to the reference, to the eager `ours` row of its precision (for the graphed,
-    compiled and batched rows) and, for the `ours` rows, to the bare step."""
+    """Each row's speed relative to the reference, to the `ours` row of its precision (for the compiled and
+    batched rows) and, for the `ours` rows, to the bare step."""
     by_name = {row["variant"]: row["images_per_s"] for row in rows}
     for row in rows:
         feed, precision = variant_parts(row["variant"])
         reference, bare, ours = (by_name.get(name) for name in ("reference", f"bare-{precision}", f"ours-{precision}"))
         row["vs_reference"] = row["images_per_s"] / reference if reference else None
         row["ours_vs_bare"] = row["images_per_s"] / bare if feed == "ours" and bare else None
-        row["vs_ours"] = row["images_per_s"] / ours if feed in ("graph", "compiled", "batched") and ours else None
+        row["vs_ours"] = row["images_per_s"] / ours if feed in ("compiled", "batched") and ours else None
 
 
 def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -> dict[str, Any]:
     """Time every selected variant on every model; the results as the JSON report holds them."""
     no_bf16 = bf16_unsupported(device)
     skipped = {v: no_bf16 for v in args.variants if v.endswith("bf16") and no_bf16}
-    if device.type != "cuda":
-        skipped |= {v: "CUDA graphs need a CUDA device" for v in args.variants if v.startswith("graph")}
     variants = [v for v in VARIANTS if v in args.variants and v not in skipped]
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     precisions = {variant_parts(v)[1] for v in variants}

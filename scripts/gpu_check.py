@@ -5,9 +5,9 @@
     python scripts/gpu_check.py --dry-run            # on a CPU, tiny sizes: the script itself is tested
 
 Steps, each run as its own process (a crash or a timeout in one leaves the others and the report):
-- `tests`: the tests marked `cuda` (graphed vs eager steps, the CUDA run contract);
-- `bench`: `scripts/benchmark.py --device cuda` for ResNet-20 and ResNet-56: eager fp32 and bf16, the whole step
-  as a CUDA graph, K nets batched; `compile`: the compiled step of ResNet-20 (its compile time is the warm-up);
+- `tests`: the tests marked `cuda` (the CUDA run contract);
+- `bench`: `scripts/benchmark.py --device cuda` for ResNet-20 and ResNet-56: fp32 and bf16, K nets batched;
+  `compile`: the compiled step of ResNet-20 (its compile time is the warm-up);
 - `quick`: the quick preset (`experiment=degradation_quick`) of ResNet-56 and plain-56 on the real CIFAR-10,
   whose final training errors are set beside the CPU runs' (three seeds, docs/results.md).
 
@@ -42,16 +42,16 @@ QUICK_MARGIN = 3.0
 DRY = {
     "bench": ["--device", "cpu", "--models", "resnet8", "--batch-size", "16", "--iters", "1", "--repeats", "1",
               "--warmup", "1", "--synthetic-train", "256", "--mm-size", "128", "--nets", "2",
-              "--variants", "ours-fp32", "graph-fp32", "batched-fp32"],
+              "--variants", "ours-fp32", "batched-fp32"],
     "compile": None,  # compiling on a CPU takes minutes and checks nothing a GPU run needs
     "quick": ["data=synthetic", "data.train_size=256", "data.test_size=64", "model.depth=8", "trainer.max_iters=4",
               "trainer.eval_every=2", "trainer.device=cpu"],
 }
 FULL = {
     "bench": ["--device", "cuda", "--models", "resnet20", "resnet56", "--iters", "50", "--repeats", "3", "--warmup",
-              "5", "--nets", "4", "--variants", "ours-fp32", "ours-bf16", "graph-fp32", "graph-bf16", "batched-bf16"],
+              "5", "--nets", "4", "--variants", "ours-fp32", "ours-bf16", "batched-fp32", "batched-bf16"],
     "compile": ["--device", "cuda", "--models", "resnet20", "--iters", "50", "--repeats", "3", "--warmup", "5",
-                "--variants", "ours-bf16", "compiled-bf16", "graph-bf16"],
+                "--variants", "ours-bf16", "compiled-bf16"],
     "quick": ["trainer.device=cuda"],
 }
 
@@ -118,7 +118,7 @@ def step_quick(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         result["summary"] = {k: summary.get(k) for k in ("status", "iterations", "final_train_error",
                                                          "final_test_error", "wall_time_s", "precision",
-                                                         "cuda_graph", "device")}
+                                                         "device")}
         if not args.dry_run:
             result |= quick_verdict(model, summary.get("final_train_error"))
         result["ok"] = result["exit"] == 0 and summary.get("status") == "completed" and result.get("consistent", True)
@@ -161,7 +161,7 @@ def markdown(report: dict[str, Any]) -> str:
             s = r["summary"]
             lines.append(f"- {model}: {s.get('status')}, {s.get('iterations')} iterations, train error "
                          f"{s.get('final_train_error')}, test error {s.get('final_test_error')}, "
-                         f"{s.get('wall_time_s')} s ({s.get('precision')}, cuda_graph {s.get('cuda_graph')})"
+                         f"{s.get('wall_time_s')} s ({s.get('precision')}, {s.get('device')})"
                          + (f"; CPU seeds {r['cpu_seeds']}, consistent: {r['consistent']}" if "cpu_seeds" in r
                             else ""))
         outputs = [step] if "output" in step else list(step.get("runs", {}).values())

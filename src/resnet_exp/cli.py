@@ -88,7 +88,6 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
         **info,
         "params": count_parameters(model),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "cuda_graph": trainer.cuda_graph,
         "eval_split": batches.eval_split,
         "train_size": batches.train_size,
         "started_at": datetime.now().isoformat(timespec="milliseconds"),

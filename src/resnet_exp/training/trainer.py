@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.models.cifar import check_zero_channels
 from resnet_exp.runlog import RunLog
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
-from resnet_exp.training.cuda_graph import GraphedStep
 from resnet_exp.training.schedule import StepSchedule
 from resnet_exp.training.signals import Interrupted, StopRequests
 
@@ -50,7 +48,6 @@ class TrainerSettings:
     deterministic: bool = False
     compile: bool = False
     compile_mode: str | None = None
-    cuda_graph: bool | None = None
     log_grad_norms: bool = False
 
     def __post_init__(self) -> None:
@@ -62,11 +59,6 @@ class TrainerSettings:
             raise ConfigError(f"trainer.device={self.device!r} is not known; accepted: auto, cpu, cuda, cuda:N")
         if self.precision not in (None, *PRECISIONS):
             raise ConfigError(f"trainer.precision={self.precision!r} is not known; accepted: null (auto), fp32, bf16")
-        if self.cuda_graph and self.compile:
-            raise ConfigError(
-                "trainer.cuda_graph=true with trainer.compile=true: choose one (compile_mode=reduce-overhead "
-                "captures CUDA graphs of its own)"
-            )
 
     def torch_device(self, job_index: int = 0) -> torch.device:
         """`auto` picks CUDA when present; job k of a parallel sweep gets GPU k mod the visible GPUs."""
@@ -83,15 +75,6 @@ class TrainerSettings:
             )
         return device
 
-
-    def uses_cuda_graph(self, device: torch.device) -> bool:
-        """Whether the step is captured as a CUDA graph: `cuda_graph`, where null means on for CUDA unless
-        the model is compiled (see `training/cuda_graph.py`)."""
-        if self.cuda_graph is None:
-            return device.type == "cuda" and not self.compile
-        if self.cuda_graph and device.type != "cuda":
-            raise ConfigError(f"trainer.cuda_graph=true needs a CUDA device, the run is on {device}: drop it")
-        return self.cuda_graph
 
     def configure_torch(self) -> None:
         """Deterministic kernels when asked (bitwise-repeatable runs), else let cuDNN pick the fastest."""
@@ -150,9 +133,6 @@ class Trainer:
         # The compiled wrapper runs the steps; `self.model` keeps the plain state_dict keys for checkpoints.
         self.net = torch.compile(self.model, mode=settings.compile_mode) if settings.compile else self.model
         self.optimizer = optimizer
-        self.graphed: GraphedStep | None = None
-        if settings.uses_cuda_graph(device):
-            self.graphed = GraphedStep(self.step_body, list(self.model.parameters()), optimizer, device)
         self.schedule = schedule
         self.batches = batches
         self.device = device
@@ -218,11 +198,6 @@ class Trainer:
         return lr
 
     @property
-    def cuda_graph(self) -> bool:
-        """Whether steps are replayed from a captured CUDA graph (after the eager warm-up steps)."""
-        return self.graphed is not None
-
-    @property
     def precision(self) -> str:
         """The resolved compute precision, as `trainer.precision` spells it."""
         return "bf16" if self.amp_dtype == torch.bfloat16 else "fp32"
@@ -230,38 +205,21 @@ class Trainer:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self.memory_format)
         dtype = self.amp_dtype or torch.bfloat16
-        # No cast cache: each weight is cast once per forward anyway, and a CUDA graph capture requires it off.
-        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None, cache_enabled=False):
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
             return self.net(x).float()
-
-    def step_body(self, x: torch.Tensor, y: torch.Tensor, update: Callable[[], None]) -> None:
-        """Forward, loss, backward, `update` (the optimizer step) and the device sums: what a step computes,
-        the same code whether run eagerly or captured in a CUDA graph."""
-        logits = self.forward(x)
-        loss = F.cross_entropy(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        update()
-        with torch.no_grad():
-            wrong = (logits.argmax(1) != y).sum()
-            self.pending += torch.stack([loss.detach() * len(y), wrong.float()])
 
     def step(self, x: torch.Tensor, y: torch.Tensor, measure_grads: bool = False) -> dict[str, float]:
         """One SGD step (the net is in train mode: `evaluate` switches back after itself);
         with `measure_grads`, returns the per-parameter gradient norms of this step."""
-        norms: dict[str, float] = {}
-
-        def update() -> None:
-            if measure_grads:
-                norms.update(grad_norms(self.model))
-            self.optimizer.step()
-
-        if self.graphed is None:
-            self.step_body(x, y, update)
-        else:
-            self.graphed(x, y, self.optimizer.param_groups[0]["lr"], update)
-            if self.graphed.captured and measure_grads:  # a replay leaves this step's gradients in p.grad
-                norms = grad_norms(self.model)
+        logits = self.forward(x)
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = grad_norms(self.model) if measure_grads else {}
+        self.optimizer.step()
+        with torch.no_grad():
+            wrong = (logits.argmax(1) != y).sum()
+            self.pending += torch.stack([loss.detach() * len(y), wrong.float()])
         self.pending_seen += len(y)
         return norms
 
