@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_module
 from torch.utils.flop_counter import FlopCounterMode
 
 from resnet_exp.data import DataModule, ImageData, make_synthetic, read_cifar10
@@ -51,6 +52,7 @@ from resnet_exp.data.module import Batches
 from resnet_exp.errors import DataError, UserError
 from resnet_exp.models import CifarResNet
 from resnet_exp.models.cifar import check_depth
+from resnet_exp.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward
 from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
 from resnet_exp.training.batched import BatchedNets
 from resnet_exp.training.optim import sgd
@@ -215,15 +217,22 @@ def reference_step(
     return step
 
 
-def trainer_step(
+def make_trainer(
     depth: int, residual: bool, feed: str, precision: str, batches: Batches, device: torch.device
-) -> Callable[[], None]:
-    """One iteration of `Trainer.step` (channels_last) fed by the device pipeline, with a compiled model for
-    `compiled`; `bare`: on one fixed batch."""
+) -> Trainer:
+    """The CLI's trainer (channels_last) in train mode, with a compiled model for the `compiled` feed."""
     settings = TrainerSettings(device=device.type, precision=precision, channels_last=True, compile=feed == "compiled")
     model = fresh_model(depth, residual)
     trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, NO_RUN_DIR)
     trainer.net.train()
+    return trainer
+
+
+def trainer_step(
+    depth: int, residual: bool, feed: str, precision: str, batches: Batches, device: torch.device
+) -> Callable[[], None]:
+    """One iteration of `Trainer.step` fed by the device pipeline; `bare`: on one fixed batch."""
+    trainer = make_trainer(depth, residual, feed, precision, batches, device)
     train = batches.train
     if feed == "bare":
         x, y = next(train)
@@ -335,6 +344,68 @@ def benchmark(args: argparse.Namespace, device: torch.device, data: ImageData) -
     }
 
 
+def profile(args: argparse.Namespace, device: torch.device, data: ImageData) -> list[dict[str, Any]]:
+    """Milliseconds per step by operator family of the `ours` variants asked for, each model (profiling.py)."""
+    ours = Preloaded(data).batches(device, args.batch_size, EVAL_BATCH, SEED)
+    rows = []
+    for depth, residual in args.models:
+        for variant in [v for v in args.variants if variant_parts(v)[0] == "ours"]:
+            precision = variant_parts(variant)[1]
+            if precision == "bf16" and bf16_unsupported(device):
+                continue
+            trainer = make_trainer(depth, residual, "ours", precision, ours, device)
+
+            def step(trainer: Trainer = trainer) -> None:
+                with data_scope():
+                    x, y = next(ours.train)
+                trainer.step(x, y)
+
+            rates, _ = throughput(step, device, args)
+            x = next(ours.train)[0].contiguous(memory_format=trainer.memory_format)
+            split = conv_backward_split(trainer.model, x, trainer.amp_dtype or torch.float32)
+            times = split_conv_backward(profile_steps(step, args.iters, device), *split)
+            wall_ms = 1000 * args.batch_size / statistics.median(rates)
+            profiled = sum(times.values())
+            for family, ms in sorted(times.items(), key=lambda item: -item[1]):
+                rows.append({"model": model_name(depth, residual), "variant": variant, "family": family,
+                             "ms_per_step": ms, "pct": 100 * ms / profiled, "step_ms_unprofiled": wall_ms})
+            print(f"{model_name(depth, residual)} {variant}: profiled", file=sys.stderr)
+    return rows
+
+
+def quick_preset(args: argparse.Namespace, device: torch.device, data: ImageData) -> dict[str, Any]:
+    """The predicted wall time of `experiment=degradation_quick`, run by run, from rates measured here: its
+    iterations at the measured training rate plus its evaluations at the measured evaluation time."""
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=degradation_quick"], return_hydra_config=True)
+    iters, every, precision = cfg.trainer.max_iters, cfg.trainer.eval_every, cfg.trainer.precision
+    names = str(cfg.hydra.sweeper.params.model).split(",")
+    batches = Preloaded(data).batches(device, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, SEED)
+    runs = []
+    for name in names:
+        depth, residual = parse_model(name)
+        trainer = make_trainer(depth, residual, "ours", precision, batches, device)
+        rates, _ = throughput(lambda trainer=trainer: trainer.step(*next(batches.train)), device, args)
+        start = time.perf_counter()
+        trainer.evaluate()
+        eval_s = time.perf_counter() - start
+        rate = statistics.median(rates)
+        train_s = iters * cfg.trainer.batch_size / rate
+        runs.append({"model": name, "images_per_s": rate, "train_s": train_s, "eval_s": eval_s,
+                     "evaluations": iters // every, "predicted_s": train_s + iters // every * eval_s})
+        print(f"{name}: {rate:.1f} img/s, evaluation {eval_s:.1f} s", file=sys.stderr)
+    return {"preset": "degradation_quick", "iterations": iters, "precision": precision, "runs": runs,
+            "predicted_total_s": sum(r["predicted_s"] for r in runs)}
+
+
+def profile_table(rows: list[dict[str, Any]]) -> str:
+    """The profile as a Markdown table, one block of rows per model and variant."""
+    lines = ["| model | variant | family | ms/step | % of step |", "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['variant']} | {r['family']} | {r['ms_per_step']:.1f} | {r['pct']:.1f} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
 def table(results: list[dict[str, Any]]) -> str:
     """The results as an aligned text table."""
     header = ("model", "variant", "img/s", "vs reference", "ours/bare", "vs ours", "GFLOP/s", "% of peak", "warm-up s")
@@ -377,6 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training images of the synthetic stand-in, with N/5 test images (default: %(default)s)")
     parser.add_argument("--mm-size", type=int, default=2048, metavar="N",
                         help="side of the square matrices timed for the peak (default: %(default)s)")
+    parser.add_argument("--quick-preset", action="store_true",
+                        help="instead of the variants: predict the wall time of experiment=degradation_quick from "
+                        "its nets' training rates and evaluation times measured here")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: one step's time by operator family (torch.profiler over --iters "
+                        "steps) for the ours-* variants asked for, with the conv backward split into input and "
+                        "weight gradients; a Markdown table and the JSON")
     parser.add_argument("--json", type=Path, default=Path("outputs/benchmark.json"),
                         help="where to write the full results (default: %(default)s)")
     return parser
@@ -412,6 +490,23 @@ def main(argv: list[str] | None = None) -> int:
         } | {"models": [model_name(*model) for model in args.models]},
     }
     print(f"device: {header['device']} ({device.type}); torch {header['torch']}\ndata: {source}", flush=True)
+    if args.quick_preset:
+        estimate = quick_preset(args, device, data)
+        for r in estimate["runs"]:
+            print(f"{r['model']}: {r['images_per_s']:.1f} img/s, {r['evaluations']} evaluations of "
+                  f"{r['eval_s']:.1f} s: {r['predicted_s'] / 60:.1f} min")
+        print(f"degradation_quick ({estimate['iterations']} iterations, {estimate['precision']}), one run after "
+              f"another: {estimate['predicted_total_s'] / 60:.1f} min predicted")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**header, "quick_preset": estimate}, indent=2) + "\n")
+        return 0
+    if args.profile:
+        rows = profile(args, device, data)
+        print(profile_table(rows))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**header, "profile": rows}, indent=2) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+        return 0
     report = {**header, **benchmark(args, device, data)}
     for precision, peak in report["peak_gflop_per_s"].items():
         print(f"matmul peak {precision}: {peak:.1f} GFLOP/s ({args.mm_size}x{args.mm_size} torch.mm)")

@@ -70,3 +70,27 @@ def test_benchmark_opt_in_variants_on_cpu(tmp_path: Path) -> None:
         rows["batched-fp32"]["images_per_s"] / rows["ours-fp32"]["images_per_s"]
     )
     assert rows["ours-fp32"]["vs_ours"] is None and rows["batched-fp32"]["warmup_s"] > 0
+
+
+def test_profile_groups_a_steps_time_by_operator_family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESNET_EXP_DATA", raising=False)
+    out = tmp_path / "profile.json"
+    assert benchmark["main"]([*TINY, "--profile", "--variants", "ours-fp32", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["profile"]
+    families = {row["family"] for row in rows}
+    assert {"conv forward", "conv backward: input gradient", "conv backward: weight gradient", "batch norm forward",
+            "data pipeline", "optimizer step"} <= families
+    assert sum(row["pct"] for row in rows) == pytest.approx(100.0)
+    assert all(row["ms_per_step"] > 0 and row["variant"] == "ours-fp32" for row in rows)
+
+
+def test_quick_preset_estimate_sums_its_four_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESNET_EXP_DATA", raising=False)
+    out = tmp_path / "quick.json"
+    assert benchmark["main"]([*TINY, "--quick-preset", "--json", str(out)]) == 0
+    estimate = json.loads(out.read_text())["quick_preset"]
+    assert [r["model"] for r in estimate["runs"]] == ["plain20", "plain56", "resnet20", "resnet56"]
+    assert estimate["iterations"] == 2000 and estimate["precision"] == "bf16"
+    for run in estimate["runs"]:
+        assert run["predicted_s"] == pytest.approx(2000 * 128 / run["images_per_s"] + 10 * run["eval_s"])
+    assert estimate["predicted_total_s"] == pytest.approx(sum(r["predicted_s"] for r in estimate["runs"]))
