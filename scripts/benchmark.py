@@ -64,8 +64,6 @@ VARIANTS = (
 EVAL_BATCH = 1000
 SEED = 0
 MM_TIMINGS = 5
-# Trainer derives its checkpoint path from a run dir; the benchmark never saves, so none is needed.
-NO_RUN_DIR = Path(os.devnull)
 
 
 class Preloaded(DataModule):
@@ -223,7 +221,7 @@ def make_trainer(
     """The CLI's trainer (channels_last) in train mode, with a compiled model for the `compiled` feed."""
     settings = TrainerSettings(device=device.type, precision=precision, channels_last=True, compile=feed == "compiled")
     model = fresh_model(depth, residual)
-    trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, NO_RUN_DIR)
+    trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, None)
     trainer.net.train()
     return trainer
 

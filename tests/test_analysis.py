@@ -19,8 +19,8 @@ from resnet_exp.analysis.gradients import autocorrelation, loss_grad_norms, meas
 from resnet_exp.analysis.lesion import NOT_REMOVABLE, lesioned, measure_lesions
 from resnet_exp.analysis.responses import measure_responses
 from resnet_exp.analysis.sensitivity import compare, measure_sensitivity
-from resnet_exp.cli import train
 from resnet_exp.models import CifarResNet
+from resnet_exp.run import train
 from resnet_exp.training.checkpoint import save_checkpoint
 from resnet_exp.training.trainer import grad_norms
 

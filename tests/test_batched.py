@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -74,7 +72,7 @@ def train_both(
     settings = TrainerSettings(device="cpu", precision="fp32", channels_last=channels_last)
     schedule = StepSchedule(milestones=[10, 15])
     cpu = torch.device("cpu")
-    trainers = [Trainer(settings, net, sgd(net.parameters()), schedule, batches, cpu, Path(os.devnull)) for net in nets]
+    trainers = [Trainer(settings, net, sgd(net.parameters()), schedule, batches, cpu, None) for net in nets]
     for iteration, (xs, ys) in enumerate(data(len(nets), size=size, dtype=dtype)):
         lrs = set()
         for k, trainer in enumerate(trainers):
@@ -82,7 +80,7 @@ def train_both(
             lrs.add(trainer.set_lr())
             trainer.step(xs[k], ys[k])
         expected = torch.tensor(
-            [trainer.read_pending() for trainer in trainers], dtype=torch.float64
+            [trainer.read_progress() for trainer in trainers], dtype=torch.float64
         )  # (loss, error %) per net
         (lr,) = lrs
         losses = batched.step(xs, ys, lr)

@@ -105,7 +105,7 @@ def test_real_cifar10_short_run(tmp_path: Path, real_cifar_root: str) -> None:
 def test_user_config_dir_adds_a_model(tmp_path: Path) -> None:
     mine = tmp_path / "mine" / "model"
     mine.mkdir(parents=True)
-    (mine / "mynet.yaml").write_text("defaults:\n  - cifar\n  - _self_\n\ndepth: 14\nshortcut: B\n")
+    (mine / "mynet.yaml").write_text("defaults:\n  - base/cifar\n  - _self_\n\ndepth: 14\nshortcut: B\n")
     proc = run_cli("--config-dir", str(tmp_path / "mine"), "model=mynet", "--cfg", "job", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "depth: 14" in proc.stdout and "shortcut: B" in proc.stdout

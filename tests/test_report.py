@@ -7,7 +7,6 @@ import csv
 import json
 import math
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +34,12 @@ from resnet_exp.report import (
     table_rows,
     to_markdown,
 )
+from resnet_exp.report.cli import PROG, main
 from resnet_exp.runlog import TAGS, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "plot_degradation.py"
-main = runpy.run_path(str(SCRIPT))["main"]
+# The console script pip installed next to this interpreter (`pip install -e .` after pyproject changes).
+REPORT_COMMAND = Path(sys.executable).parent / "resnet-exp-report"
 
 # Final (train, test) error of each seed: plain56 trains worse than plain20, resnet56 better than resnet20.
 FINALS = {
@@ -210,18 +210,48 @@ def test_a_path_without_runs_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.stdout == ""
 
 
+def test_the_report_command_writes_figures_and_tables_and_names_a_bad_path(sweep: Path, tmp_path: Path) -> None:
+    """`resnet-exp-report` as a pip user runs it: the installed console script, in its own process."""
+    out = tmp_path / "figs" / "fig.png"
+    proc = subprocess.run([str(REPORT_COMMAND), str(sweep), "--out", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    figure, depth_figure, table, table_csv, runs_table = (
+        out.with_name(name) for name in ("fig.png", "fig_depth.png", "fig.md", "fig.csv", "fig_runs.md"))
+    for path in (figure, depth_figure):
+        assert path.read_bytes().startswith(b"\x89PNG")
+    assert table.read_text() == proc.stdout
+    assert table_csv.read_text().startswith("model,settings,data,depth,")
+    assert len(runs_table.read_text().splitlines()) == 2 + 8
+    assert proc.stderr.splitlines()[-1] == f"wrote {figure}, {depth_figure}, {table}, {table_csv}, {runs_table}"
+
+    nope = tmp_path / "nope"
+    proc = subprocess.run([str(REPORT_COMMAND), str(nope), "--out", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == f"resnet-exp-report: error: '{nope}' does not exist ({NO_RUNS_HINT})\n"
+    assert proc.stdout == ""
+
+
+def test_the_report_command_help_says_what_it_does_with_an_example() -> None:
+    proc = subprocess.run([str(REPORT_COMMAND), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert "Table 6" in proc.stdout
+    assert "  resnet-exp-report outputs/multirun/<date>/<time> --out fig.png\n" in proc.stdout
+
+
 def test_a_missing_path_or_a_sweep_without_points_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = ["--out", str(tmp_path / "f.png")]
     nope = tmp_path / "nope"
     assert main([str(nope), *out]) == 2
-    assert capsys.readouterr().err == f"plot_degradation.py: error: '{nope}' does not exist ({NO_RUNS_HINT})\n"
+    assert capsys.readouterr().err == f"{PROG}: error: '{nope}' does not exist ({NO_RUNS_HINT})\n"
     (tmp_path / "sweep" / "0_plain20_seed0" / ".hydra").mkdir(parents=True)
     assert main([str(tmp_path / "sweep"), *out]) == 2
     missing, status, error = capsys.readouterr().err.splitlines()
     assert missing.startswith("missing: ") and status == "runs: 1 missing"
-    assert error == "plot_degradation.py: error: no run under the given paths has an evaluation point yet"
+    assert error == f"{PROG}: error: no run under the given paths has an evaluation point yet"
     assert not (tmp_path / "f.png").exists()
 
 

@@ -9,8 +9,8 @@ from conftest import FAST
 from hydra import compose, initialize_config_module
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from resnet_exp.cli import train
 from resnet_exp.errors import CheckpointError, ConfigError
+from resnet_exp.run import train
 from resnet_exp.runlog import SETTING_KEYS
 from resnet_exp.training import Diverged, StepSchedule, TrainerSettings
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
@@ -216,3 +216,16 @@ def test_gradient_norms_are_logged_at_init_and_every_progress_read(tmp_path: Pat
     assert [e.step for e in events.Scalars("grad_norm/conv.weight")] == [1, 5, 10]
     assert all(e.value > 0 for e in events.Scalars("grad_norm/fc.weight"))
     assert "grad_norm/all_layers" in events.Tags()["histograms"]
+
+
+def test_summary_records_where_the_result_came_from(tmp_path: Path) -> None:
+    from resnet_exp.provenance import git_commit
+
+    summary = train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
+    origin = summary["provenance"]
+    assert origin["torch"] == torch.__version__ and origin["threads"] == torch.get_num_threads()
+    assert origin["resnet_exp"] and origin["cpu"] and origin["python"]
+    assert origin["git_commit"] is None or len(origin["git_commit"]) == 40
+    assert origin["git_dirty"] in (None, True, False)
+    assert json.loads((tmp_path / "summary.json").read_text())["provenance"] == origin
+    assert git_commit(tmp_path) == (None, None)  # not a git checkout

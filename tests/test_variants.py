@@ -13,11 +13,8 @@ from resnet_exp.models import CifarResNet, count_parameters
 from resnet_exp.models.cifar import BLOCKS, Block, projection
 from resnet_exp.models.torchvision_nets import torchvision_resnet
 
-# Configs whose names end in a letter are the variants; base files hold only defaults.
-VARIANT_CONFIGS = sorted(
-    p.stem for p in (Path(__file__).parents[1] / "configs" / "model").glob("*[!0-9].yaml")
-    if p.stem not in ("cifar", "torchvision")
-)
+# Configs whose names end in a letter are the variants; the bases they start from live in model/base/.
+VARIANT_CONFIGS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "model").glob("*[!0-9].yaml"))
 CONFIG_PARAMS = {
     "resnet56-B": 855_770,
     "resnet56-D": 855_770,
@@ -102,8 +99,8 @@ def test_names(kwargs: dict, name: str) -> None:
 
 
 def test_torchvision_resnets_keep_torchvisions_counts() -> None:
-    assert count_parameters(torchvision_resnet(34, cifar_stem=False)) == 21_289_802
-    assert count_parameters(torchvision_resnet(34, cifar_stem=False)) == pytest.approx(21.3e6, rel=0.01)
+    assert count_parameters(torchvision_resnet(34, stem="imagenet")) == 21_289_802
+    assert count_parameters(torchvision_resnet(34, stem="imagenet")) == pytest.approx(21.3e6, rel=0.01)
     stem = torchvision_resnet(18)
     assert count_parameters(stem) == 11_173_962
     assert stem.conv1.kernel_size == (3, 3) and isinstance(stem.maxpool, torch.nn.Identity)
@@ -132,10 +129,68 @@ def test_bad_cifar_options_name_value_and_accepted(kwargs: dict, pattern: str) -
         CifarResNet(**kwargs)
 
 
+def stem_output(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What torchvision's ResNet.forward computes before layer1."""
+    return net.maxpool(net.relu(net.bn1(net.conv1(x))))
+
+
+def test_deep_stem_is_resnet_c() -> None:
+    deep = torchvision_resnet(50, stem="deep")
+    convs = [m for m in deep.conv1.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (3, 32, (3, 3), (2, 2)), (32, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1))
+    ]
+    bns = [m for m in deep.conv1.modules() if isinstance(m, torch.nn.BatchNorm2d)] + [deep.bn1]
+    assert [bn.num_features for bn in bns] == [32, 32, 64]  # each conv followed by BN (and ReLU)
+    assert isinstance(deep.maxpool, torch.nn.MaxPool2d)  # the max-pool after the stem stays
+    conv_weights = 3 * 32 * 9 + 32 * 32 * 9 + 32 * 64 * 9  # no biases
+    bn_params = 2 * (32 + 32 + 64)  # weight and bias of each BN
+    assert count_parameters(deep.conv1) + count_parameters(deep.bn1) == conv_weights + bn_params == 28_768
+    imagenet = torchvision_resnet(50, stem="imagenet")
+    stem_7x7 = 3 * 64 * 7 * 7 + 2 * 64
+    assert count_parameters(deep) == count_parameters(imagenet) - stem_7x7 + conv_weights + bn_params
+    assert deep.name == "tv_resnet50-C" and imagenet.name == "tv_resnet50"
+
+
+@pytest.mark.parametrize(("size", "after_stem"), [(224, 56), (32, 8)])
+def test_deep_stem_output_shape_matches_imagenet_stem(size: int, after_stem: int) -> None:
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        deep = stem_output(torchvision_resnet(18, stem="deep").eval(), x)
+        imagenet = stem_output(torchvision_resnet(18, stem="imagenet").eval(), x)
+        cifar = stem_output(torchvision_resnet(18, stem="cifar").eval(), x)
+    assert deep.shape == imagenet.shape == (2, 64, after_stem, after_stem)
+    assert cifar.shape == (2, 64, size, size)
+    assert (deep >= 0).all()  # the ReLU after the last conv's BN
+
+
+def test_deep_stem_trains_forward_and_backward() -> None:
+    net = torchvision_resnet(18, stem="deep", bn_head=True)
+    assert net.name == "tv_resnet18-C-bnhead"
+    loss = F.cross_entropy(net(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in [*net.conv1.parameters(), *net.bn1.parameters()]]
+    assert len(grads) == 3 + 2 * 3 and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_stem_option_from_config_and_former_cifar_stem() -> None:
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["model=tv_resnet18-cifar", "model.stem=deep"])
+    assert instantiate(cfg.model).name == "tv_resnet18-C"
+    # Runs saved before `stem` existed hold `cifar_stem`; they still build the same nets.
+    assert torchvision_resnet(18, cifar_stem=False).name == "tv_resnet18"
+    assert torchvision_resnet(18, cifar_stem=True).name == torchvision_resnet(18).name == "tv_resnet18-cifar"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
         ({"depth": 20}, r"model.depth=20.*18, 34, 50"),
+        ({"stem": "wide"}, r"model.stem='wide'.*accepted: cifar, imagenet, deep"),
+        ({"stem": "C"}, r"model.stem='C'.*accepted: cifar, imagenet, deep"),
+        ({"stem": True}, r"model.stem=True.*accepted: cifar, imagenet, deep"),
+        ({"stem": "deep", "cifar_stem": True}, r"model.cifar_stem=True contradicts model.stem='deep'"),
         ({"residual": False}, r"model.residual=False.*true"),
         ({"shortcut": "A"}, r"model.shortcut='A'.*B"),
     ],
@@ -156,3 +211,12 @@ def test_every_variant_config_instantiates_and_runs(name: str) -> None:
     assert count_parameters(model) == CONFIG_PARAMS[name]
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_bad_stem_from_the_command_line_reaches_the_user_as_config_error() -> None:
+    from resnet_exp.run import build
+
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["model=tv_resnet18-cifar", "model.stem=resnet-c"])
+    with pytest.raises(ConfigError, match=r"model.stem='resnet-c'.*accepted: cifar, imagenet, deep"):
+        build(cfg.model)

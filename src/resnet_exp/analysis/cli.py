@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def analyse(args: argparse.Namespace, bench: Workbench, out: Path) -> tuple[dict[str, Any], Any]:
+def analyse(args: argparse.Namespace, bench: Workbench) -> tuple[dict[str, Any], Any]:
     """Build the subjects the command asks for and measure them."""
     if args.command == "start":
         names = [run.name for run in args.runs]
@@ -113,7 +113,7 @@ def analyse(args: argparse.Namespace, bench: Workbench, out: Path) -> tuple[dict
         for cfg in configs.values():
             cfg.trainer.device = str(bench.device)
             cfg.data = bench.data_config(cfg)
-        return start.run(configs, args.iters, out)
+        return start.run(configs, args.iters)
     trained = relabel([bench.trained(run) for run in args.runs])
     if args.command == "responses":
         return responses.run(trained)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Workbench(args.device, args.batch_size, args.limit, args.data_root, getattr(args, "bn_batches", 0))
     out = args.out or (args.runs[0] / "analysis" if args.runs else Path("analysis"))
     try:
-        payload, fig = analyse(args, bench, out)
+        payload, fig = analyse(args, bench)
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

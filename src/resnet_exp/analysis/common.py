@@ -15,19 +15,17 @@ from typing import Any, TypeVar
 import torch
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
-from resnet_exp.cli import build
 from resnet_exp.data.batches import EvalBatches
 from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, UserError
 from resnet_exp.models.cifar import UNRECORDED_ZERO_CHANNELS, Block, CifarResNet
+from resnet_exp.run import build, seeded_model
 from resnet_exp.training.checkpoint import load_checkpoint
 
 CONFIG = Path(".hydra") / "config.yaml"
@@ -120,8 +118,7 @@ class Workbench:
         as training mode does at the first step; 0 keeps the defaults (mean 0, variance 1: BN is the identity,
         which lets the activations of deep residual nets grow with depth).
         """
-        torch.manual_seed(int(cfg.seed))
-        model = build(cfg.model).to(self.device)
+        model = seeded_model(cfg).to(self.device)
         batches = self.data(cfg)
         if self.bn_batches:
             update_bn(itertools.islice(batches.train, self.bn_batches), model)
@@ -198,13 +195,6 @@ def error_rate(predict: Callable[[Tensor], Tensor], batches: Iterable[tuple[Tens
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
     """A tqdm bar on a terminal, nothing in logs and tests."""
     yield from tqdm(items, desc=desc, total=total, disable=None, leave=False)
-
-
-def panels(count: int, width: float = 5.0, height: float = 3.6, rows: int = 1) -> tuple[Figure, list[Axes]]:
-    """A figure on its own Agg canvas (no pyplot state, works without a display) with `count` panels."""
-    fig = Figure(figsize=(width * count / rows, height * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, list(fig.subplots(rows, count // rows, squeeze=False).flat)
 
 
 def write_outputs(out_dir: Path, name: str, payload: dict[str, Any], fig: Figure) -> list[Path]:

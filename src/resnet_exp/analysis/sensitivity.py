@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet_exp.analysis.common import Subject, panels, progress
+from resnet_exp.analysis.common import Subject, progress
+from resnet_exp.canvas import panels
 
 KINDS = ("random", "fgsm")
 METRICS = ("relative_change", "flip_rate")

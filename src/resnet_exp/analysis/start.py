@@ -16,58 +16,50 @@ chance with almost no gradient. This shows when that happens and what an overrid
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from resnet_exp.analysis.common import cifar_blocks, panels
-from resnet_exp.cli import assemble
-from resnet_exp.training import Diverged
+from resnet_exp.analysis.common import cifar_blocks
+from resnet_exp.canvas import panels
+from resnet_exp.run import assemble
 
 CLASSIFIER = "fc."  # parameter-name prefix of the CIFAR nets' linear layer
 SERIES = ("lr", "loss", "error", "feature_mean", "zero_fraction", "grad_classifier", "grad_rest")
 
 
-def replay(cfg: DictConfig, iters: int, run_dir: Path) -> dict[str, Any]:
-    """Train a fresh net of `cfg` for up to `iters` steps as the runner does: the net's name, its compute
-    precision, and the series of `SERIES`, one value per step (fewer if the loss became NaN: `diverged`).
-
-    The schedule observes the training error every `trainer.log_every` steps, as in `Trainer.fit`, so a
-    warm-up ends where it would end in the run. Nothing is written to `run_dir`.
+def replay(cfg: DictConfig, iters: int) -> dict[str, Any]:
+    """Train a fresh net of `cfg` for up to `iters` steps with the runner's own loop (`Trainer.train_step`, and
+    `read_progress` every `trainer.log_every` steps, so a warm-up ends where it would end in the run): the net's
+    name, its compute precision, and the series of `SERIES`, one value per step (fewer if the loss became NaN:
+    `diverged`). Nothing is written anywhere.
     """
-    trainer = assemble(cfg, run_dir)
+    trainer = assemble(cfg, None)
     model = trainer.model
     cifar_blocks(model, "start")
     seen: dict[str, Tensor] = {}
     handle = model.blocks.register_forward_hook(lambda _module, _inputs, out: seen.update(out=out.detach()))
     series: dict[str, list[float]] = {name: [] for name in SERIES}
     result: dict[str, Any] = {"model": model.name, "precision": trainer.precision, "series": series}
-    errors: list[float] = []
     model.train()
     try:
         for _ in range(iters):
-            lr = trainer.set_lr()
-            x, y = next(trainer.batches.train)
-            norms = trainer.step(x, y, measure_grads=True)
-            trainer.iteration += 1
-            try:
-                loss, error = trainer.read_pending()
-            except Diverged as e:
-                result["diverged"] = str(e).split(";")[0]
+            step = trainer.train_step(measure_grads=True)
+            loss = step.loss.item()
+            if not math.isfinite(loss):
+                result["diverged"] = f"training loss became {loss} by iteration {trainer.iteration} (lr {step.lr:g})"
                 break
-            errors.append(error)
             if trainer.iteration % trainer.settings.log_every == 0:
-                trainer.schedule.observe(sum(errors[-trainer.settings.log_every :]) / trainer.settings.log_every)
+                trainer.read_progress()
             features = seen["out"].float()
             squares = {"grad_classifier": 0.0, "grad_rest": 0.0}
-            for name, norm in norms.items():
+            for name, norm in step.norms.items():
                 squares["grad_classifier" if name.startswith(CLASSIFIER) else "grad_rest"] += norm**2
             values = {
-                "lr": lr,
+                "lr": step.lr,
                 "loss": loss,
-                "error": error,
+                "error": 100.0 * step.wrong.item() / step.images,
                 "feature_mean": features.mean().item(),
                 "zero_fraction": (features <= 0).float().mean().item(),
                 **{name: math.sqrt(total) for name, total in squares.items()},
@@ -79,7 +71,7 @@ def replay(cfg: DictConfig, iters: int, run_dir: Path) -> dict[str, Any]:
     return result
 
 
-def run(configs: dict[str, DictConfig], iters: int, run_dir: Path) -> tuple[dict[str, Any], Any]:
+def run(configs: dict[str, DictConfig], iters: int) -> tuple[dict[str, Any], Any]:
     """Replay every labelled config; one figure of four panels against the step."""
     fig, axes = panels(4, width=4.2)
     shown = (
@@ -90,7 +82,7 @@ def run(configs: dict[str, DictConfig], iters: int, run_dir: Path) -> tuple[dict
     )
     results = {}
     for label, cfg in configs.items():
-        result = replay(cfg, iters, run_dir)
+        result = replay(cfg, iters)
         series = result["series"]
         for ax, (name, _title, _scale) in zip(axes, shown, strict=True):
             ax.plot(range(1, len(series[name]) + 1), series[name], label=label)

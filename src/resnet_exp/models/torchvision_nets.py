@@ -1,10 +1,14 @@
 """torchvision's ImageNet ResNets (He et al. 2016a, Table 1), built by torchvision's own builders, so the CIFAR
 nets can be compared with the architectures users know.
 
-Options for 32x32 inputs and fine-tuning: `cifar_stem` replaces the 7x7 stride-2 conv and the max-pool (which
-would shrink a 32x32 image to 8x8 before the first block) by one 3x3 stride-1 conv, as CIFAR ports of these nets
-do; `bn_head` puts BatchNorm1d between the global average pooling and the linear layer, a common fine-tuning
-head that keeps the features the classifier sees normalised.
+`stem` chooses what comes before the first stage:
+  * ``imagenet``: torchvision's 7x7 stride-2 conv, BN, ReLU and 3x3 stride-2 max-pool (the paper's nets);
+  * ``cifar``: one 3x3 stride-1 conv, BN, ReLU and no max-pool, as CIFAR ports of these nets do (the ImageNet
+    stem would shrink a 32x32 image to 8x8 before the first block);
+  * ``deep``: ResNet-C of Tong He et al. 2019 (Bag of Tricks, Figure 2b): three 3x3 convs of 32, 32 and 64
+    channels, the first of stride 2, each followed by BN and ReLU, in place of the 7x7 conv; the max-pool stays.
+`bn_head` puts BatchNorm1d between the global average pooling and the linear layer, a common fine-tuning head
+that keeps the features the classifier sees normalised.
 """
 
 from __future__ import annotations
@@ -15,6 +19,41 @@ from torch import nn
 from resnet_exp.errors import ConfigError
 
 BUILDERS = {18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50, 101: tvm.resnet101, 152: tvm.resnet152}
+STEMS = ("cifar", "imagenet", "deep")
+STEM_SUFFIX = {"cifar": "-cifar", "imagenet": "", "deep": "-C"}
+DEEP_STEM_CHANNELS = (32, 32, 64)
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
+    return conv
+
+
+def deep_stem() -> nn.Sequential:
+    """ResNet-C's first two 3x3 convs (each with BN and ReLU) and its third conv, which ends in the 64 channels
+    of torchvision's stems; the net's own `bn1` and `relu` follow the third, so every conv of the stem is
+    followed by BN and ReLU, and the max-pool comes after."""
+    c1, c2, c3 = DEEP_STEM_CHANNELS
+    return nn.Sequential(
+        conv3x3(3, c1, stride=2), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
+        conv3x3(c1, c2), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
+        conv3x3(c2, c3),
+    )
+
+
+def resolve_stem(stem: str | None, cifar_stem: bool | None) -> str:
+    """The stem from `stem`, or from the former boolean `cifar_stem` that runs saved before `stem` existed."""
+    if stem is None:
+        stem = "imagenet" if cifar_stem is False else "cifar"
+    elif stem not in STEMS:
+        raise ConfigError(f"model.stem={stem!r} is not a stem; accepted: {', '.join(STEMS)}")
+    elif cifar_stem is not None and (stem == "cifar") != bool(cifar_stem):
+        raise ConfigError(
+            f"model.cifar_stem={cifar_stem!r} contradicts model.stem={stem!r}: set only model.stem "
+            f"({', '.join(STEMS)})"
+        )
+    return stem
 
 
 def torchvision_resnet(
@@ -22,13 +61,17 @@ def torchvision_resnet(
     residual: bool = True,
     shortcut: str = "B",
     num_classes: int = 10,
-    cifar_stem: bool = True,
+    stem: str | None = None,
     bn_head: bool = False,
+    cifar_stem: bool | None = None,
 ) -> tvm.ResNet:
-    """torchvision's ResNet-`depth`, randomly initialised, with a `name` such as ``tv_resnet34-cifar``.
+    """torchvision's ResNet-`depth`, randomly initialised, with a `name` such as ``tv_resnet34-cifar``
+    (``tv_resnet34`` with the ImageNet stem, ``tv_resnet34-C`` with the deep stem).
 
     `residual` and `shortcut` exist because the runner logs them for every model; torchvision's nets are
     residual with projection shortcuts where shapes change (option B), so only those values are accepted.
+    `stem` defaults to ``cifar``; `cifar_stem` (true: ``cifar``, false: ``imagenet``) is kept so that runs saved
+    before `stem` existed still build.
     """
     if depth not in BUILDERS:
         raise ConfigError(
@@ -40,12 +83,14 @@ def torchvision_resnet(
         raise ConfigError(
             f"model.shortcut={shortcut!r}: torchvision's ResNets use projection shortcuts; accepted: B"
         )
+    stem = resolve_stem(stem, cifar_stem)
     net = BUILDERS[depth](weights=None, num_classes=num_classes)
-    if cifar_stem:
-        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
+    if stem == "cifar":
+        net.conv1 = conv3x3(3, net.conv1.out_channels)
         net.maxpool = nn.Identity()
+    elif stem == "deep":
+        net.conv1 = deep_stem()
     if bn_head:
         net.fc = nn.Sequential(nn.BatchNorm1d(net.fc.in_features), nn.Linear(net.fc.in_features, num_classes))
-    net.name = f"tv_resnet{depth}" + ("-cifar" if cifar_stem else "") + ("-bnhead" if bn_head else "")
+    net.name = f"tv_resnet{depth}" + STEM_SUFFIX[stem] + ("-bnhead" if bn_head else "")
     return net

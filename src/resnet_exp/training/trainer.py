@@ -1,7 +1,8 @@
 """The training loop, counted in iterations as the paper counts them, with evaluation and checkpoints.
 
-Training statistics are summed on the device and read only every `log_every` iterations, so a
-CUDA step never waits for the host.
+Training statistics are summed on the device (`Meter`) and read only every `log_every` iterations, so a
+CUDA step never waits for the host. `train_step` and `read_progress` are the loop's two parts: `fit` runs them
+with evaluation and checkpoints, and `resnet-exp-analyze start` replays a run's first steps with the same two.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.models.cifar import check_zero_channels
 from resnet_exp.runlog import RunLog
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
+from resnet_exp.training.meter import Meter
 from resnet_exp.training.schedule import StepSchedule
 from resnet_exp.training.signals import Interrupted, StopRequests
 
@@ -116,6 +118,18 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+@dataclass
+class StepResult:
+    """What one training step leaves: its lr, its batch's mean loss and wrong predictions (device tensors, read
+    only by whoever needs them), and the gradient norms when they were measured."""
+
+    lr: float
+    loss: torch.Tensor
+    wrong: torch.Tensor
+    images: int
+    norms: dict[str, float] = field(default_factory=dict)
+
+
 class Trainer:
     def __init__(
         self,
@@ -125,8 +139,10 @@ class Trainer:
         schedule: StepSchedule,
         batches: Batches,
         device: torch.device,
-        run_dir: Path,
+        checkpoint_path: Path | None,
     ) -> None:
+        """`checkpoint_path`: where `fit` saves and `resume` looks; None for a trainer that never saves (the
+        benchmark, the `start` replay)."""
         self.settings = settings
         self.amp_dtype, self.memory_format = settings.compute_path(device)
         self.model = model.to(device, memory_format=self.memory_format)
@@ -137,18 +153,14 @@ class Trainer:
         self.batches = batches
         self.device = device
         self.base_lr = optimizer.defaults["lr"]
-        self.checkpoint_path = run_dir / "checkpoints" / "last.pt"
+        self.checkpoint_path = checkpoint_path
         self.iteration = 0
         self.wall_time = 0.0
-        # Sums since the last progress read (loss and errors on the device) and since the last evaluation.
-        # float64 keeps the sums of float32 losses exact, so they do not depend on when they are read.
-        self.pending = torch.zeros(2, dtype=torch.float64, device=device)
-        self.pending_seen = 0
-        self.window = [0.0, 0.0, 0.0]  # loss sum, wrong predictions, images
+        self.meter = Meter(device)
 
     def resume(self) -> None:
         """Continue from `last.pt` if there is one and resuming is on."""
-        if not self.checkpoint_path.is_file():
+        if self.checkpoint_path is None or not self.checkpoint_path.is_file():
             return
         if not self.settings.resume:
             log.warning("trainer.resume=false: starting afresh, overwriting %s", self.checkpoint_path.parent.parent)
@@ -171,7 +183,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.iteration = int(state["iteration"])
         self.wall_time = float(state["wall_time"])
-        self.window = list(state["window"])
+        self.meter.window = list(state["window"])
         log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
 
     def state_dict(self) -> dict:
@@ -188,7 +200,7 @@ class Trainer:
             "data": self.batches.train.state_dict(),
             "rng": rng,
             "wall_time": self.wall_time,
-            "window": list(self.window),
+            "window": list(self.meter.window),
         }
 
     def set_lr(self) -> float:
@@ -208,9 +220,9 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
             return self.net(x).float()
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, measure_grads: bool = False) -> dict[str, float]:
-        """One SGD step (the net is in train mode: `evaluate` switches back after itself);
-        with `measure_grads`, returns the per-parameter gradient norms of this step."""
+    def step(self, x: torch.Tensor, y: torch.Tensor, measure_grads: bool = False) -> StepResult:
+        """One SGD step on (x, y) at the optimizer's current lr, added to the meter (the net is in train mode:
+        `evaluate` switches back after itself); with `measure_grads`, the per-parameter gradient norms too."""
         logits = self.forward(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -219,24 +231,30 @@ class Trainer:
         self.optimizer.step()
         with torch.no_grad():
             wrong = (logits.argmax(1) != y).sum()
-            self.pending += torch.stack([loss.detach() * len(y), wrong.float()])
-        self.pending_seen += len(y)
-        return norms
+        self.meter.add(loss, wrong, len(y))
+        return StepResult(self.optimizer.param_groups[0]["lr"], loss.detach(), wrong, len(y), norms)
 
-    def read_pending(self) -> tuple[float, float]:
-        """Move device sums into the evaluation window; returns (loss, error %) of the interval read."""
-        loss_sum, wrong = self.pending.tolist()
-        seen = self.pending_seen
-        self.pending.zero_()
-        self.pending_seen = 0
+    def train_step(self, measure_grads: bool = False) -> StepResult:
+        """The next iteration: its lr from the schedule, the next training batch, one step."""
+        self.set_lr()
+        result = self.step(*next(self.batches.train), measure_grads)
+        self.iteration += 1
+        return result
+
+    def read_progress(self) -> tuple[float, float]:
+        """(loss, error %) since the last read; the schedule observes the error (a warm-up ends on it), and a
+        non-finite loss stops training here (`Diverged`). Called every `log_every` iterations."""
+        loss_sum, wrong, images = self.meter.read()
         if not math.isfinite(loss_sum):
+            kept = f"The last good checkpoint is kept in {self.checkpoint_path}" if self.checkpoint_path else ""
             raise Diverged(
-                f"training loss became {loss_sum / max(seen, 1)} by iteration {self.iteration} "
+                f"training loss became {loss_sum / max(images, 1)} by iteration {self.iteration} "
                 f"(lr {self.schedule.lr(self.iteration - 1, self.base_lr):g}); lower optim.lr or check the data. "
-                f"The last good checkpoint is kept in {self.checkpoint_path}"
+                + kept
             )
-        self.window = [a + b for a, b in zip(self.window, (loss_sum, wrong, seen), strict=True)]
-        return loss_sum / max(seen, 1), 100.0 * wrong / max(seen, 1)
+        error = 100.0 * wrong / max(images, 1)
+        self.schedule.observe(error)
+        return loss_sum / max(images, 1), error
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -253,7 +271,8 @@ class Trainer:
 
     def save(self, started: float) -> None:
         self.wall_time = time.perf_counter() - started
-        save_checkpoint(self.state_dict(), self.checkpoint_path)
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.state_dict(), self.checkpoint_path)
 
     def fit(self, runlog: RunLog, stop: StopRequests) -> None:
         """Train to `max_iters`, evaluating and checkpointing every `eval_every` (the points go to `runlog`).
@@ -263,41 +282,36 @@ class Trainer:
         s = self.settings
         started = time.perf_counter() - self.wall_time
         self.net.train()
-        train = self.batches.train
         while self.iteration < s.max_iters:
             if stop.signum is not None:
-                self.read_pending()
+                self.meter.read()
                 self.save(started)
+                where = f"hydra.run.dir={self.checkpoint_path.parent.parent}" if self.checkpoint_path else "its run dir"
                 raise Interrupted(
                     stop.signum,
                     f"stopped by {signal.Signals(stop.signum).name} at iteration {self.iteration}, checkpoint "
-                    f"saved; to resume, run the same command with hydra.run.dir={self.checkpoint_path.parent.parent}",
+                    f"saved; to resume, run the same command with {where}",
                 )
-            lr = self.set_lr()
-            x, y = next(train)
             # Gradient norms at the first step (initialisation) and at every progress read.
             measure = s.log_grad_norms and (self.iteration == 0 or (self.iteration + 1) % s.log_every == 0)
-            norms = self.step(x, y, measure)
-            self.iteration += 1
-            if norms:
-                runlog.grad_norms(self.iteration, norms)
+            step = self.train_step(measure)
+            if step.norms:
+                runlog.grad_norms(self.iteration, step.norms)
             at_eval = self.iteration % s.eval_every == 0 or self.iteration == s.max_iters
             if at_eval or self.iteration % s.log_every == 0:
-                loss, error = self.read_pending()
-                self.schedule.observe(error)
-                runlog.progress(self.iteration, loss, error, lr)
+                loss, error = self.read_progress()
+                runlog.progress(self.iteration, loss, error, step.lr)
             if at_eval:
-                loss_sum, wrong, seen = self.window
+                train_loss, train_error = self.meter.take_window()
                 test_loss, test_error = self.evaluate()
                 point = {
-                    "train/loss": loss_sum / seen,
-                    "train/error": 100.0 * wrong / seen,
+                    "train/loss": train_loss,
+                    "train/error": train_error,
                     "test/loss": test_loss,
                     "test/error": test_error,
-                    "lr": lr,
-                    "epoch": train.epoch,
+                    "lr": step.lr,
+                    "epoch": self.batches.train.epoch,
                 }
-                self.window = [0.0, 0.0, 0.0]
                 runlog.record(self.iteration, point)
                 self.save(started)
         self.wall_time = time.perf_counter() - started

@@ -1,0 +1,62 @@
+"""The degradation report, read from the run files that `runlog` writes (summary.json, metrics.jsonl, events).
+
+For a figure `OUT.<ext>` (png, pdf or svg) it writes:
+
+- `OUT.<ext>`: the paper's Figures 1/6, error against iterations, plain nets left and residual nets right,
+  training error dashed and test error bold, one colour per depth, seeds as a mean line with a min..max band;
+- `OUT_depth.<ext>`: final training and test error against depth, plain vs residual (a separate figure so the
+  first one keeps the paper's two-panel layout);
+- `OUT.md` and `OUT.csv`: one row per configuration with final errors (mean ± std over seeds) next to the
+  paper's Table 6;
+- `OUT_runs.md`: one row per run (seed, final errors, wall time, device), the numbers behind the means.
+
+A configuration is everything summary.json records that changes training (`runlog.SETTING_KEYS`: lr,
+schedule, batch size, precision, ...); only runs that differ in nothing but the seed are averaged. Where
+configurations of one net differ, legends and the table name the settings that differ (`resnet56 lr=0.05`).
+
+Modules: `runs` (finding, reading and grouping runs), `tables`, `figures`, `paper` (the paper's numbers),
+`make` (`make_report`, all of it from paths to files) and `cli` (the `resnet-exp-report` command).
+"""
+
+from resnet_exp.report.figures import axis_limits, curve_band, figure_path, plot_curves, plot_depth
+from resnet_exp.report.make import make_report
+from resnet_exp.report.paper import PAPER_ITERS, PAPER_TEST_ERROR, PAPER_XLIM, PAPER_YLIM
+from resnet_exp.report.runs import (
+    NO_RUNS_HINT,
+    TEST,
+    TRAIN,
+    Key,
+    ReportError,
+    Run,
+    find_runs,
+    group_runs,
+    status_line,
+)
+from resnet_exp.report.tables import Row, runs_markdown, table_rows, to_markdown, write_csv
+
+__all__ = [
+    "NO_RUNS_HINT",
+    "PAPER_ITERS",
+    "PAPER_TEST_ERROR",
+    "PAPER_XLIM",
+    "PAPER_YLIM",
+    "TEST",
+    "TRAIN",
+    "Key",
+    "ReportError",
+    "Row",
+    "Run",
+    "axis_limits",
+    "curve_band",
+    "figure_path",
+    "find_runs",
+    "group_runs",
+    "make_report",
+    "plot_curves",
+    "plot_depth",
+    "runs_markdown",
+    "status_line",
+    "table_rows",
+    "to_markdown",
+    "write_csv",
+]

@@ -1,0 +1,119 @@
+"""The report's tables: one row per configuration with its final errors over seeds beside the paper's Table 6
+(Markdown and CSV), and one row per run (the numbers behind the means)."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from resnet_exp.report.paper import PAPER_110_NOTE, PAPER_ITERS, PAPER_TEST_ERROR
+from resnet_exp.report.runs import TEST, TRAIN, Key, Run, labels, setting_labels
+
+
+@dataclass
+class Row:
+    """One table row; the field names are the CSV header. `settings`: what sets this configuration apart
+    from the others of the table (empty when they differ only in the net)."""
+
+    model: str
+    settings: str
+    data: str
+    depth: int
+    residual: str
+    seeds: int
+    iterations: int
+    max_iters: int
+    train_error_mean: float
+    train_error_std: float
+    test_error_mean: float
+    test_error_std: float
+    paper_test_error: float | None
+    diff: float | None
+    eval_split: str
+
+
+def table_rows(groups: dict[Key, list[Run]]) -> list[Row]:
+    """One row per configuration; the paper's error only where the run matches Table 6 (option A on CIFAR-10)."""
+    rows = []
+    settings = setting_labels(groups)
+    for key, runs in groups.items():
+        train, test = ([run.final(tag) for run in runs] for tag in (TRAIN, TEST))
+        option_a = all(run.summary.get("shortcut") == "A" for run in runs)
+        paper = PAPER_TEST_ERROR.get(key.depth) if key.residual and option_a and key.data == "cifar10" else None
+        test_mean = statistics.fmean(test)
+        rows.append(Row(
+            model=key.model, settings=settings[key], data=key.data, depth=key.depth,
+            residual="residual" if key.residual else "plain", seeds=len({run.summary["seed"] for run in runs}),
+            iterations=max(run.iterations for run in runs), max_iters=key.max_iters,
+            train_error_mean=statistics.fmean(train), train_error_std=_std(train),
+            test_error_mean=test_mean, test_error_std=_std(test),
+            paper_test_error=paper, diff=None if paper is None else test_mean - paper,
+            eval_split="/".join(sorted({run.summary.get("eval_split", "test") for run in runs})),
+        ))
+    return rows
+
+
+def _std(values: Sequence[float]) -> float:
+    """Sample std over seeds; 0 for a single seed, where the table omits it."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    """The table; a settings column only when configurations of the table differ in more than their nets."""
+    with_settings = any(r.settings for r in rows)
+    header = ["model", *(["settings"] if with_settings else []), "data", "depth", "residual", "seeds", "iterations",
+              "train error (%)", "test error (%)", "paper test error (%)", "diff (points)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [
+            r.model, *([r.settings] if with_settings else []), r.data, str(r.depth), r.residual, str(r.seeds),
+            str(r.iterations) if r.iterations >= r.max_iters else f"{r.iterations}/{r.max_iters}",
+            _mean_std(r.train_error_mean, r.train_error_std, r.seeds),
+            _mean_std(r.test_error_mean, r.test_error_std, r.seeds),
+            "" if r.paper_test_error is None else f"{r.paper_test_error:.2f}",
+            "" if r.diff is None else f"{r.diff:+.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = []
+    val = [r.model for r in rows if "val" in r.eval_split.split("/")]
+    if val:
+        notes.append(f"Test errors of {', '.join(val)} are on the validation split held out from the training set "
+                     "(eval_split = val), not on the test set the paper reports.")
+    if any(r.paper_test_error is not None and r.iterations < PAPER_ITERS for r in rows):
+        notes.append(f"The paper's errors are after {PAPER_ITERS // 1000}k iterations; runs here with fewer "
+                     "iterations are not directly comparable.")
+    if any(r.paper_test_error is not None and r.depth == 110 for r in rows):
+        notes.append(PAPER_110_NOTE)
+    table = "\n".join(lines)
+    return table + "\n\n" + "\n".join(notes) if notes else table
+
+
+def runs_markdown(groups: dict[Key, list[Run]]) -> str:
+    """One row per run, in table order then by seed: what each seed ended at and how long it took where."""
+    names = labels(groups)
+    lines = ["| run | seed | iterations | train error (%) | test error (%) | wall time (s) | device | status |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, runs in groups.items():
+        for run in runs:
+            wall = run.summary.get("wall_time_s")
+            cells = [names[key], str(run.summary["seed"]), f"{run.iterations}/{key.max_iters}",
+                     f"{run.final(TRAIN):.2f}", f"{run.final(TEST):.2f}", "" if wall is None else f"{wall:.0f}",
+                     str(run.summary.get("device", "")), run.status]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_std(mean: float, std: float, seeds: int) -> str:
+    return f"{mean:.2f} ± {std:.2f}" if seeds > 1 else f"{mean:.2f}"
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    """The table for spreadsheets and scripts: every field of `Row`, floats rounded to 4 places."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[field.name for field in fields(Row)])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(row).items()})

@@ -1,0 +1,141 @@
+"""What a run is, from its config to its summary: one place used by the CLI, the analyses and the benchmark.
+
+`assemble` builds the trainer of a config (seeded net, optimizer, schedule, batches on the device); `train`
+runs it to the end and writes the run dir. `resnet-exp-analyze start` replays a run's first steps from the same
+`assemble`, so it starts exactly where the run started.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from resnet_exp.errors import UserError
+from resnet_exp.models import count_parameters
+from resnet_exp.provenance import provenance
+from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, read_metrics
+from resnet_exp.training import Diverged, Trainer
+from resnet_exp.training.signals import Interrupted, StopRequests
+
+log = logging.getLogger("resnet_exp")
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`instantiate`, unwrapping Hydra's wrapper so our own errors reach the user unchanged."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise
+
+
+def hparams(cfg: DictConfig, trainer: Trainer, data_name: str) -> dict[str, Any]:
+    """What defines the run: the net, the data, every training setting (resolved: the precision and memory
+    format actually used) and the seed. JSON-ready; lists are written as strings, as TensorBoard needs."""
+    model = trainer.model
+    info: dict[str, Any] = {
+        "model": model.name,
+        "depth": cfg.model.depth,
+        "residual": cfg.model.residual,
+        "shortcut": cfg.model.shortcut,
+        "block": cfg.model.get("block", "basic"),
+        "data": data_name,
+    }
+    for key, path in TRAINING_SETTINGS:
+        value = OmegaConf.select(cfg, path, default=None)
+        info[key] = str(list(value)) if OmegaConf.is_list(value) else value
+    info["zero_channels"] = getattr(model, "zero_channels", None)  # None where the net has no option-A shortcut
+    info["precision"] = trainer.precision
+    info["channels_last"] = trainer.memory_format == torch.channels_last
+    info["seed"] = cfg.seed
+    return info
+
+
+def seeded_model(cfg: DictConfig) -> nn.Module:
+    """The net of `cfg` with the weights its run starts from: seeded by `cfg.seed`, then built."""
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    return build(cfg.model)
+
+
+def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0) -> Trainer:
+    """The run's trainer with its seeded net, optimizer, schedule and batches, checkpointing into `run_dir`
+    (None: never)."""
+    settings = build(cfg.trainer)
+    schedule = build(cfg.schedule)
+    data = build(cfg.data)
+    device = settings.torch_device(job_index)
+    settings.configure_torch()
+    model = seeded_model(cfg)
+    if cfg.model.depth >= 110 and cfg.schedule.warmup_lr is None:
+        log.warning("the paper warms up nets of 110 layers at lr 0.01 (section 4.2): add schedule=warmup")
+    optimizer = build(cfg.optim, params=model.parameters())
+    batches = data.batches(device, settings.batch_size, settings.eval_batch_size, cfg.seed)
+    checkpoint = None if run_dir is None else run_dir / CHECKPOINT
+    return Trainer(settings, model, optimizer, schedule, batches, device, checkpoint)
+
+
+def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) -> dict[str, Any]:
+    """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs."""
+    trainer = assemble(cfg, run_dir, job_index)
+    trainer.resume()
+    settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
+    info = hparams(cfg, trainer, data_name)
+    summary: dict[str, Any] = {
+        **info,
+        "params": count_parameters(model),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "eval_split": batches.eval_split,
+        "train_size": batches.train_size,
+        "started_at": datetime.now().isoformat(timespec="milliseconds"),
+        "provenance": provenance(device),
+    }
+    shown = {key: "null" if value is None else value for key, value in info.items()}  # TensorBoard takes no None
+    runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, shown, settings.progress)
+    log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
+             data_name, run_dir)
+    status, failure, interrupted = "completed", None, None
+    runlog.summary(**summary, status="running", iterations=trainer.iteration)
+    try:
+        with StopRequests() as stop:
+            trainer.fit(runlog, stop)
+    except Diverged as e:
+        status, failure = "diverged", str(e)
+    except Interrupted as e:
+        status, failure, interrupted = "interrupted", str(e), e
+    finally:
+        runlog.close()
+    last = (read_metrics(run_dir) or [{}])[-1]
+    summary.update(
+        status=status,
+        iterations=trainer.iteration,
+        final_train_error=last.get("train/error"),
+        final_test_error=last.get("test/error"),
+        final_train_loss=last.get("train/loss"),
+        final_test_loss=last.get("test/loss"),
+        wall_time_s=round(trainer.wall_time, 2),
+        finished_at=datetime.now().isoformat(timespec="milliseconds"),
+    )
+    if failure:
+        summary["failure"] = failure
+    runlog.summary(**summary)
+    if interrupted:
+        stop.pass_on()  # e.g. submitit's handler, which requeues the job
+        raise interrupted
+    if failure:
+        raise Diverged(failure)
+    log.info("done: train error %.2f%%, test error %.2f%%, %.0f s", summary["final_train_error"],
+             summary["final_test_error"], summary["wall_time_s"])
+    return summary
