@@ -49,6 +49,7 @@ from resnet_exp.data import DataModule, ImageData, make_synthetic, read_cifar10
 from resnet_exp.data.batches import TrainStream
 from resnet_exp.data.cifar10 import FOLDER, find_folder
 from resnet_exp.data.module import Batches
+from resnet_exp.devices import device_argument
 from resnet_exp.errors import DataError, UserError
 from resnet_exp.models import CifarResNet
 from resnet_exp.models.cifar import check_depth
@@ -219,7 +220,7 @@ def make_trainer(
     depth: int, residual: bool, feed: str, precision: str, batches: Batches, device: torch.device
 ) -> Trainer:
     """The CLI's trainer (channels_last) in train mode, with a compiled model for the `compiled` feed."""
-    settings = TrainerSettings(device=device.type, precision=precision, channels_last=True, compile=feed == "compiled")
+    settings = TrainerSettings(device=str(device), precision=precision, channels_last=True, compile=feed == "compiled")
     model = fresh_model(depth, residual)
     trainer = Trainer(settings, model, sgd(model.parameters()), StepSchedule(), batches, device, None)
     trainer.net.train()
@@ -438,8 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iters", type=int, default=20, help="timed iterations per run (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default: %(default)s)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: cuda when available (default: %(default)s)")
+    parser.add_argument("--device", type=device_argument, default="auto",
+                        help="auto (cuda when available), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--data-root", help="a folder holding cifar-10-batches-py/ (default: $RESNET_EXP_DATA if it "
                         "holds it, else synthetic data)")
     parser.add_argument("--synthetic-train", type=int, default=50000, metavar="N",
@@ -466,9 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0:
         parser.error("--warmup must be at least 0")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but no CUDA device is visible; use --device cpu")
-    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    device = args.device
     try:
         for depth, _ in args.models:
             check_depth(depth)  # a bad depth fails here, before reading the data

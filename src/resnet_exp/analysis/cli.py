@@ -18,10 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from resnet_exp.analysis import gradients, lesion, responses, sensitivity, start
 from resnet_exp.analysis.common import Subject, Workbench, compose_config, read_config, relabel, write_outputs
+from resnet_exp.devices import device_argument
 from resnet_exp.errors import UserError
 
 PROG = "resnet-exp-analyze"
@@ -48,17 +47,6 @@ def positive_floats(text: str) -> list[float]:
     return values
 
 
-def device(text: str) -> torch.device:
-    """auto (CUDA when present), cpu, cuda or cuda:N."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text != "cpu" and not (text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; accepted: auto, cpu, cuda, cuda:N")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r} asked for, but no CUDA device is visible; use --device cpu")
-    return torch.device(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
@@ -68,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data-root", help="override data.root of the runs (the folder holding cifar-10-batches-py)")
     common.add_argument("--limit", type=at_least(1), help="use only the first N test images (faster)")
     common.add_argument("--batch-size", type=at_least(1), default=200, help="images per forward (default: 200)")
-    common.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    common.add_argument("--device", type=device_argument, default="auto",
+                        help="auto, cpu, cuda or cuda:N (default: auto)")
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_exp.data.module import Batches
+from resnet_exp.devices import check_device_name, resolve_device
 from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.models.cifar import check_zero_channels
 from resnet_exp.runlog import RunLog
@@ -57,25 +57,13 @@ class TrainerSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"trainer.{name}={value!r} must be a positive integer")
-        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
-            raise ConfigError(f"trainer.device={self.device!r} is not known; accepted: auto, cpu, cuda, cuda:N")
+        check_device_name(self.device, "trainer.device")
         if self.precision not in (None, *PRECISIONS):
             raise ConfigError(f"trainer.precision={self.precision!r} is not known; accepted: null (auto), fp32, bf16")
 
     def torch_device(self, job_index: int = 0) -> torch.device:
         """`auto` picks CUDA when present; job k of a parallel sweep gets GPU k mod the visible GPUs."""
-        if self.device == "auto":
-            count = torch.cuda.device_count()
-            return torch.device(f"cuda:{job_index % count}" if count else "cpu")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"trainer.device={self.device} but no CUDA device is visible; use trainer.device=cpu")
-        device = torch.device(self.device)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"trainer.device={self.device} but {torch.cuda.device_count()} CUDA device(s) are visible: "
-                f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
-            )
-        return device
+        return resolve_device(self.device, "trainer.device", job_index)
 
 
     def configure_torch(self) -> None:
