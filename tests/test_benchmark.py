@@ -14,11 +14,16 @@ TINY = ["--models", "8", "--batch-size", "16", "--iters", "1", "--repeats", "1",
         "--synthetic-train", "256", "--mm-size", "128", "--device", "cpu"]
 
 
+def run_benchmark(tmp_path: Path, *args: str) -> dict:
+    """The JSON report of a tiny benchmark run with `args`."""
+    out = tmp_path / "bench.json"
+    assert benchmark["main"]([*TINY, *args, "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
 def test_benchmark_smoke(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RESNET_EXP_DATA", raising=False)
-    out = tmp_path / "bench.json"
-    assert benchmark["main"]([*TINY, "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
+    report = run_benchmark(tmp_path)
     assert report["device_type"] == "cpu" and report["data"].startswith("synthetic")
     ran = [row["variant"] for row in report["results"]]
     # bf16 variants run exactly where the CPU computes bf16 natively; otherwise they are listed as skipped.
@@ -41,10 +46,7 @@ def test_benchmark_rejects_a_bad_depth(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_benchmark_times_plain_nets_beside_their_residual_twins(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    args = [*TINY, "--models", "resnet8", "plain8", "--variants", "ours-fp32", "--json", str(out)]
-    assert benchmark["main"](args) == 0
-    report = json.loads(out.read_text())
+    report = run_benchmark(tmp_path, "--models", "resnet8", "plain8", "--variants", "ours-fp32")
     assert [row["model"] for row in report["results"]] == ["resnet8", "plain8"]
     resnet, plain = report["models"]["resnet8"], report["models"]["plain8"]
     assert (resnet["residual"], plain["residual"]) == (True, False)
@@ -60,10 +62,7 @@ def test_benchmark_rejects_a_bad_model_name(capsys: pytest.CaptureFixture) -> No
 
 def test_benchmark_opt_in_variants_on_cpu(tmp_path: Path) -> None:
     """Batched nets report images/s summed over the K nets and their ratio to one net."""
-    out = tmp_path / "bench.json"
-    args = [*TINY, "--variants", "ours-fp32", "batched-fp32", "--nets", "2", "--json", str(out)]
-    assert benchmark["main"](args) == 0
-    report = json.loads(out.read_text())
+    report = run_benchmark(tmp_path, "--variants", "ours-fp32", "batched-fp32", "--nets", "2")
     rows = {row["variant"]: row for row in report["results"]}
     assert rows["batched-fp32"]["nets"] == 2 and rows["ours-fp32"]["nets"] == 1
     assert rows["batched-fp32"]["vs_ours"] == pytest.approx(
@@ -74,9 +73,7 @@ def test_benchmark_opt_in_variants_on_cpu(tmp_path: Path) -> None:
 
 def test_profile_groups_a_steps_time_by_operator_family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RESNET_EXP_DATA", raising=False)
-    out = tmp_path / "profile.json"
-    assert benchmark["main"]([*TINY, "--profile", "--variants", "ours-fp32", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["profile"]
+    rows = run_benchmark(tmp_path, "--profile", "--variants", "ours-fp32")["profile"]
     families = {row["family"] for row in rows}
     assert {"conv forward", "conv backward: input gradient", "conv backward: weight gradient", "batch norm forward",
             "data pipeline", "optimizer step"} <= families
@@ -86,9 +83,7 @@ def test_profile_groups_a_steps_time_by_operator_family(tmp_path: Path, monkeypa
 
 def test_quick_preset_estimate_sums_its_four_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RESNET_EXP_DATA", raising=False)
-    out = tmp_path / "quick.json"
-    assert benchmark["main"]([*TINY, "--quick-preset", "--json", str(out)]) == 0
-    estimate = json.loads(out.read_text())["quick_preset"]
+    estimate = run_benchmark(tmp_path, "--quick-preset")["quick_preset"]
     assert [r["model"] for r in estimate["runs"]] == ["plain20", "plain56", "resnet20", "resnet56"]
     assert estimate["iterations"] == 2000 and estimate["precision"] == "bf16"
     for run in estimate["runs"]:
