@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny data in the official CIFAR-10 format, and a way to run the CLI."""
+"""Shared fixtures: tiny data in the official CIFAR-10 format, a way to run the CLI, and one to compose its
+config in-process."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
 
 PER_BATCH = 4
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -64,6 +67,15 @@ FAST = [
     "trainer.eval_batch_size=128",
     "trainer.log_every=5",
 ]
+
+
+def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
+    """The config `resnet-exp` would run with these command-line overrides ("model=resnet20", "trainer.max_iters=4"),
+    composed from the package's configs without running anything. A sweep's comma lists stay unexpanded; `hydra=True`
+    keeps Hydra's own node (`cfg.hydra`: launcher, sweeper and its params, mode) as `return_hydra_config` does.
+    Raises what Hydra raises for a bad override (e.g. `MissingConfigException` for an unknown option)."""
+    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from conftest import compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
@@ -54,8 +54,7 @@ def net(depth: int = 14, residual: bool = True, block: str = "basic", zero: int 
 
 def make_run(root: Path, model: str, checkpoint: bool = True) -> Path:
     """A run dir as the runner leaves it: Hydra's composed config and the last checkpoint."""
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model}", *TINY])
+    cfg = compose_config(f"model={model}", *TINY)
     run = root / model
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
@@ -191,9 +190,8 @@ def test_cli_run_dir_without_checkpoint_or_config_is_one_line_exit_2(tmp_path: P
 
 
 def test_start_replays_a_runs_first_steps_exactly(tmp_path: Path) -> None:
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=["model=resnet20", *TINY, "trainer.device=cpu", "trainer.batch_size=16",
-                                           "trainer.max_iters=3", "trainer.eval_every=3", "trainer.progress=false"])
+    cfg = compose_config("model=resnet20", *TINY, "trainer.device=cpu", "trainer.batch_size=16",
+                         "trainer.max_iters=3", "trainer.eval_every=3", "trainer.progress=false")
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")

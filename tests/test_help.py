@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
+from conftest import compose_config
 from hydra.errors import MissingConfigException
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -74,11 +74,9 @@ def test_help_lists_presets_overrides_and_three_examples(help_text: str) -> None
 def test_help_examples_compose(help_text: str) -> None:
     """The example commands are valid: their overrides (a sweep's first job) compose into configs."""
     commands = [line.split()[1:] for line in entries(help_text, "Examples")]
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        for words in commands:
-            overrides = [word.split(",")[0] for word in words if "=" in word]
-            cfg = compose("config", overrides=overrides)
-            assert cfg.model.depth > 0
+    for words in commands:
+        overrides = [word.split(",")[0] for word in words if "=" in word]
+        assert compose_config(*overrides).model.depth > 0
 
 
 def test_hydra_help_still_works(tmp_path: Path) -> None:
@@ -88,9 +86,8 @@ def test_hydra_help_still_works(tmp_path: Path) -> None:
 
 
 def test_model_bases_are_no_choice_of_model() -> None:
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        for base in BASES:
-            with pytest.raises(MissingConfigException) as error:
-                compose("config", overrides=[f"model={base}"])
-            offered = str(error.value).split("Available options in 'model':")[1].split()
-            assert base not in offered and "resnet56" in offered
+    for base in BASES:
+        with pytest.raises(MissingConfigException) as error:
+            compose_config(f"model={base}")
+        offered = str(error.value).split("Available options in 'model':")[1].split()
+        assert base not in offered and "resnet56" in offered

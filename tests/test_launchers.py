@@ -6,8 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import FAST, run_cli
-from hydra import compose, initialize_config_module
+from conftest import FAST, compose_config, run_cli
 from test_reliability import RUN, start_and_signal
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -40,10 +39,7 @@ def test_joblib_runs_two_jobs_at_once(tmp_path: Path) -> None:
 
 
 def test_slurm_launcher_composes_with_one_gpu_per_job() -> None:
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                      return_hydra_config=True)
-    launcher = cfg.hydra.launcher
+    launcher = compose_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", hydra=True).hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == ("gpu", 1, 1, 1)
     assert launcher.timeout_min > 0 and launcher.mem_gb > 0 and launcher.cpus_per_task > 0

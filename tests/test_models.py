@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from conftest import compose_config
 from hydra.utils import instantiate
 
 from resnet_exp.errors import ConfigError
@@ -80,8 +80,7 @@ def test_the_papers_ten_model_configs_are_found() -> None:
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_every_model_config_instantiates_and_runs(name: str) -> None:
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={name}"])
+    cfg = compose_config(f"model={name}")
     model = instantiate(cfg.model)
     assert isinstance(model, torch.nn.Module)
     assert model.name == name

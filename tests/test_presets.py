@@ -1,15 +1,14 @@
 """Experiment presets compose into the sweeps they promise (composed and expanded, not trained)."""
 
 import pytest
-from hydra import compose, initialize_config_module
+from conftest import compose_config
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 
 def jobs(*overrides: str) -> tuple[list[list[str]], object]:
     """The job override lists Hydra's basic sweeper would launch, and the composed config."""
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    cfg = compose_config(*overrides, hydra=True)
     params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
     parsed = OverridesParser.create().parse_overrides(params)
     [batch] = BasicSweeper.split_arguments(parsed, max_batch_size=None)

@@ -30,6 +30,7 @@ from resnet_exp.report import (
     group_runs,
     make_report,
     plot_curves,
+    provenance_notes,
     status_line,
     table_rows,
     to_markdown,
@@ -340,3 +341,65 @@ def test_one_configuration_alone_has_no_settings_column_and_repeated_seeds_are_n
     assert markdown.splitlines()[0].startswith("| model | data |")
     assert "| 1 |" in markdown  # two runs, one distinct seed
     assert any(w.startswith("repeated seeds: resnet20 has several runs of seed 0") for w in warnings)
+
+
+# summary.json's "provenance" as `resnet_exp.provenance.provenance` writes it on a CPU (no "gpu").
+PROVENANCE = {"resnet_exp": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": False,
+              "python": "3.12.3", "torch": "2.14.1", "cuda": "13.0", "cudnn": 92400, "cpu": "AMD EPYC 7B13",
+              "threads": 2}
+COMPUTE = {"precision": "bf16", "channels_last": True}  # the resolved compute path; write_run adds device "cpu"
+
+
+def footer(markdown: str) -> list[str]:
+    """The notes under the table."""
+    return markdown.partition("\n\n")[2].splitlines()
+
+
+def test_runs_sharing_their_provenance_get_one_line_under_the_table(tmp_path: Path) -> None:
+    for job, model in enumerate(["resnet20", "resnet56"]):
+        for seed in (0, 1):
+            write_run(tmp_path, model, seed, 2.0, 8.0, job=2 * job + seed,
+                      provenance={**PROVENANCE, "git_dirty": True}, **COMPUTE)
+    markdown, _ = make_report([tmp_path], tmp_path / "fig.png", warn=lambda line: None)
+    assert footer(markdown) == [
+        "All runs: resnet_exp 0.1.0, commit 0123456789-dirty, Python 3.12.3, torch 2.14.1, CUDA 13.0, cuDNN 92400, "
+        "CPU AMD EPYC 7B13, threads 2, precision bf16, memory format channels_last, device cpu."
+    ]
+    runs, _ = find_runs([tmp_path])
+    assert markdown.startswith(to_markdown(table_rows(group_runs(runs))) + "\n\n")  # the table itself as before
+
+
+def test_the_footer_names_what_differs_between_runs_with_counts(tmp_path: Path) -> None:
+    """Four runs, one on an older torch and two from a checkout with uncommitted changes."""
+    for job, (model, seed) in enumerate([("resnet20", 0), ("resnet20", 1), ("resnet56", 0), ("resnet56", 1)]):
+        provenance = {**PROVENANCE, "git_dirty": seed == 0, "torch": "2.11.0" if job == 3 else "2.14.1"}
+        write_run(tmp_path, model, seed, 2.0, 8.0, job=job, provenance=provenance, **COMPUTE)
+    runs, _ = find_runs([tmp_path])
+    groups = group_runs(runs)
+    markdown = to_markdown(table_rows(groups), [run for seeds in groups.values() for run in seeds])
+    assert footer(markdown) == [
+        "Runs differ in provenance: commit 0123456789-dirty (2 runs), 0123456789 (2 runs); "
+        "torch 2.14.1 (3 runs), 2.11.0 (1 run).",
+        "All runs: resnet_exp 0.1.0, Python 3.12.3, CUDA 13.0, cuDNN 92400, CPU AMD EPYC 7B13, threads 2, "
+        "precision bf16, memory format channels_last, device cpu.",
+    ]
+    # Provenance is no setting: the runs are still two configurations of two seeds, without a settings column.
+    assert [(r.model, r.settings, r.seeds) for r in table_rows(groups)] == [("resnet20", "", 2), ("resnet56", "", 2)]
+
+
+def test_runs_without_provenance_are_reported_as_not_recorded(sweep: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    write_run(root, "plain20", 0, 7.0, 9.0, job=0, **COMPUTE)  # from before summary.json had provenance
+    write_run(root, "resnet20", 0, 2.0, 8.0, job=1, provenance=PROVENANCE, **COMPUTE)
+    write_run(root, "resnet20", 1, 2.0, 8.0, job=2, provenance={**PROVENANCE, "cuda": None, "cudnn": None},
+              **COMPUTE)  # a CPU-only torch build
+    markdown, _ = make_report([root], tmp_path / "fig.png", warn=lambda line: None)
+    assert footer(markdown) == [
+        "Provenance not recorded for 1 of 3 runs (plain20 seed 0).",
+        "Runs differ in provenance: CUDA 13.0 (1 run), none (1 run); cuDNN 92400 (1 run), none (1 run).",
+        "All other runs: resnet_exp 0.1.0, commit 0123456789, Python 3.12.3, torch 2.14.1, CPU AMD EPYC 7B13, "
+        "threads 2, precision bf16, memory format channels_last, device cpu.",
+    ]
+    runs, _ = find_runs([sweep])  # nothing recorded, not even the compute path: only the device is left to say
+    assert provenance_notes(runs) == ["Provenance not recorded for any of the 8 runs.", "All runs: device cpu."]
+    assert provenance_notes(runs[:1]) == ["Provenance not recorded for the run.", "All runs: device cpu."]

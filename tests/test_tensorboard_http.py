@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST
-from hydra import compose, initialize_config_module
+from conftest import FAST, compose_config
 
 from resnet_exp.run import train
 
@@ -51,9 +50,8 @@ def post_json(url: str, payload: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("tb") / "run"
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=[*FAST, "data.train_size=256", "data.test_size=64", "trainer.progress=false",
-                                           "trainer.max_iters=10", "trainer.eval_every=5", "optim.lr=0.05"])
+    cfg = compose_config(*FAST, "data.train_size=256", "data.test_size=64", "trainer.progress=false",
+                         "trainer.max_iters=10", "trainer.eval_every=5", "optim.lr=0.05")
     train(cfg, run_dir, "synthetic")
     return run_dir
 

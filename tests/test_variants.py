@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
+from conftest import compose_config
 from hydra.utils import instantiate
 
 from resnet_exp.errors import ConfigError
@@ -175,8 +175,7 @@ def test_deep_stem_trains_forward_and_backward() -> None:
 
 
 def test_stem_option_from_config_and_former_cifar_stem() -> None:
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=["model=tv_resnet18-cifar", "model.stem=deep"])
+    cfg = compose_config("model=tv_resnet18-cifar", "model.stem=deep")
     assert instantiate(cfg.model).name == "tv_resnet18-C"
     # Runs saved before `stem` existed hold `cifar_stem`; they still build the same nets.
     assert torchvision_resnet(18, cifar_stem=False).name == "tv_resnet18"
@@ -203,8 +202,7 @@ def test_bad_torchvision_options_name_value_and_accepted(kwargs: dict, pattern: 
 @pytest.mark.parametrize("name", VARIANT_CONFIGS)
 def test_every_variant_config_instantiates_and_runs(name: str) -> None:
     assert sorted(CONFIG_PARAMS) == VARIANT_CONFIGS
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={name}"])
+    cfg = compose_config(f"model={name}")
     model = instantiate(cfg.model).eval()
     assert model.name == name
     assert {"depth", "residual", "shortcut"} <= set(cfg.model)  # what the runner logs for every model
@@ -216,7 +214,6 @@ def test_every_variant_config_instantiates_and_runs(name: str) -> None:
 def test_bad_stem_from_the_command_line_reaches_the_user_as_config_error() -> None:
     from resnet_exp.run import build
 
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=["model=tv_resnet18-cifar", "model.stem=resnet-c"])
+    cfg = compose_config("model=tv_resnet18-cifar", "model.stem=resnet-c")
     with pytest.raises(ConfigError, match=r"model.stem='resnet-c'.*accepted: cifar, imagenet, deep"):
         build(cfg.model)

@@ -7,7 +7,8 @@ For a figure `OUT.<ext>` (png, pdf or svg) it writes:
 - `OUT_depth.<ext>`: final training and test error against depth, plain vs residual (a separate figure so the
   first one keeps the paper's two-panel layout);
 - `OUT.md` and `OUT.csv`: one row per configuration with final errors (mean ± std over seeds) next to the
-  paper's Table 6;
+  paper's Table 6; under the Markdown table, notes on the comparison and where the runs came from (the
+  provenance and compute path of summary.json: what differs between runs, with counts, or one line if nothing);
 - `OUT_runs.md`: one row per run (seed, final errors, wall time, device), the numbers behind the means.
 
 A configuration is everything summary.json records that changes training (`runlog.SETTING_KEYS`: lr,
@@ -32,7 +33,7 @@ from resnet_exp.report.runs import (
     group_runs,
     status_line,
 )
-from resnet_exp.report.tables import Row, runs_markdown, table_rows, to_markdown, write_csv
+from resnet_exp.report.tables import Row, provenance_notes, runs_markdown, table_rows, to_markdown, write_csv
 
 __all__ = [
     "NO_RUNS_HINT",
@@ -54,6 +55,7 @@ __all__ = [
     "make_report",
     "plot_curves",
     "plot_depth",
+    "provenance_notes",
     "runs_markdown",
     "status_line",
     "table_rows",

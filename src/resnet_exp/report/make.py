@@ -35,7 +35,7 @@ def make_report(
     for line in repeated_seeds(groups):
         warn(line)
     rows = table_rows(groups)
-    markdown = to_markdown(rows)
+    markdown = to_markdown(rows, [run for seeds in groups.values() for run in seeds])
     x, y = axis_limits(groups, xlim, ylim, auto_limits)
     figure.parent.mkdir(parents=True, exist_ok=True)
     depth_figure = figure.with_name(f"{figure.stem}_depth{figure.suffix}")

@@ -1,13 +1,16 @@
 """The report's tables: one row per configuration with its final errors over seeds beside the paper's Table 6
-(Markdown and CSV), and one row per run (the numbers behind the means)."""
+(Markdown and CSV, the Markdown with notes under it, among them where the runs came from), and one row per run
+(the numbers behind the means)."""
 
 from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from resnet_exp.report.paper import PAPER_110_NOTE, PAPER_ITERS, PAPER_TEST_ERROR
 from resnet_exp.report.runs import TEST, TRAIN, Key, Run, labels, setting_labels
@@ -61,8 +64,10 @@ def _std(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def to_markdown(rows: Sequence[Row]) -> str:
-    """The table; a settings column only when configurations of the table differ in more than their nets."""
+def to_markdown(rows: Sequence[Row], runs: Iterable[Run] = ()) -> str:
+    """The table; a settings column only when configurations of the table differ in more than their nets.
+    Notes under it say what the comparison with the paper needs to know and, given the table's `runs`, where
+    they came from (`provenance_notes`)."""
     with_settings = any(r.settings for r in rows)
     header = ["model", *(["settings"] if with_settings else []), "data", "depth", "residual", "seeds", "iterations",
               "train error (%)", "test error (%)", "paper test error (%)", "diff (points)"]
@@ -87,8 +92,84 @@ def to_markdown(rows: Sequence[Row]) -> str:
                      "iterations are not directly comparable.")
     if any(r.paper_test_error is not None and r.depth == 110 for r in rows):
         notes.append(PAPER_110_NOTE)
+    notes.extend(provenance_notes(runs))
     table = "\n".join(lines)
     return table + "\n\n" + "\n".join(notes) if notes else table
+
+
+NOT_RECORDED = "not recorded"
+
+
+def _commit(provenance: dict[str, Any]) -> str:
+    """The commit's first 10 hex digits, with `git describe`'s "-dirty" where the checkout had uncommitted
+    changes; "none" outside a git checkout."""
+    commit, dirty = provenance.get("git_commit"), provenance.get("git_dirty")
+    return "none" if commit is None else commit[:10] + ("-dirty" if dirty else "")
+
+
+def _field(key: str) -> Callable[[dict[str, Any]], str]:
+    """A plain value of summary.json or its provenance as text; null as "none"."""
+    return lambda d: NOT_RECORDED if key not in d else "none" if d[key] is None else str(d[key])
+
+
+def _memory_format(summary: dict[str, Any]) -> str:
+    if "channels_last" not in summary:
+        return NOT_RECORDED
+    return "channels_last" if summary["channels_last"] else "contiguous"
+
+
+# What the footer names, in its order: (label, the value as text). PROVENANCE reads summary.json's "provenance"
+# (its "gpu" is left out: on a GPU the device below is that name), COMPUTE the compute path the run resolved.
+PROVENANCE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("resnet_exp", _field("resnet_exp")),
+    ("commit", lambda p: _commit(p) if "git_commit" in p else NOT_RECORDED),
+    ("Python", _field("python")),
+    ("torch", _field("torch")),
+    ("CUDA", _field("cuda")),
+    ("cuDNN", _field("cudnn")),
+    ("CPU", _field("cpu")),
+    ("threads", _field("threads")),
+)
+COMPUTE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+    ("precision", _field("precision")),
+    ("memory format", _memory_format),
+    ("device", _field("device")),
+)
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def provenance_notes(runs: Iterable[Run]) -> list[str]:
+    """Where the runs came from, in at most three lines: the runs whose summary.json has no "provenance" (older
+    runs), what differs between runs with the count of each value ("Runs differ in provenance: torch 2.14.1
+    (3 runs), 2.11.0 (1 run)"), and what all of them share ("All runs: resnet_exp 0.1.0, commit 0123456789-dirty,
+    ..., device cpu"). Provenance differences are compared between the runs that record it; a compute setting an
+    older summary lacks reads "not recorded"; a shared "not recorded" is left out."""
+    runs = list(runs)
+    if not runs:
+        return []
+    recorded = [run.summary["provenance"] for run in runs if isinstance(run.summary.get("provenance"), dict)]
+    missing = [run for run in runs if not isinstance(run.summary.get("provenance"), dict)]
+    values = [(label, Counter(text(p) for p in recorded)) for label, text in PROVENANCE if recorded]
+    values += [(label, Counter(text(run.summary) for run in runs)) for label, text in COMPUTE]
+    notes = []
+    if missing:
+        names = ", ".join(f"{run.summary['model']} seed {run.summary['seed']}" for run in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        every = "the run" if len(runs) == 1 else f"any of the {len(runs)} runs"
+        notes.append(f"Provenance not recorded for {every}." if not recorded else
+                     f"Provenance not recorded for {len(missing)} of {len(runs)} runs ({names}{more}).")
+    differ = [f"{label} " + ", ".join(f"{value} ({_runs(n)})" for value, n in counts.most_common())
+              for label, counts in values if len(counts) > 1]
+    if differ:
+        notes.append("Runs differ in provenance: " + "; ".join(differ) + ".")
+    shared = [f"{label} {value}" for label, counts in values if len(counts) == 1
+              for value in counts if value != NOT_RECORDED]
+    if shared:
+        notes.append(("All other runs: " if missing and recorded else "All runs: ") + ", ".join(shared) + ".")
+    return notes
 
 
 def runs_markdown(groups: dict[Key, list[Run]]) -> str:
