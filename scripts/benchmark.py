@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -53,7 +52,8 @@ from resnet_exp.devices import device_argument
 from resnet_exp.errors import DataError, UserError
 from resnet_exp.models import CifarResNet
 from resnet_exp.models.cifar import check_depth
-from resnet_exp.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward
+from resnet_exp.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward, sync
+from resnet_exp.provenance import cpu_info, cpu_model
 from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
 from resnet_exp.training.batched import BatchedNets
 from resnet_exp.training.optim import sgd
@@ -104,23 +104,10 @@ def load_data(root: str | None, synthetic_train: int) -> tuple[ImageData, str]:
     )
 
 
-def cpu_info(key: str) -> str:
-    """A field of /proc/cpuinfo (its first occurrence), or "" where there is none (not Linux)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    for line in lines:
-        name, _, value = line.partition(":")
-        if name.strip() == key:
-            return value.strip()
-    return ""
-
-
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{cpu_info('model name') or platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def bf16_unsupported(device: torch.device) -> str | None:
@@ -138,12 +125,6 @@ def variant_parts(variant: str) -> tuple[str, str]:
     """(feed, precision) of a variant name: "ours-bf16" is ("ours", "bf16"); the reference is fp32."""
     feed, _, precision = variant.partition("-")
     return feed, precision or "fp32"
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued kernels, so a timer read afterwards covers the work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, size: int) -> float:

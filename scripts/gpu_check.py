@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from resnet_exp.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("tests", "bench", "compile", "quick")
@@ -63,7 +64,7 @@ def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> di
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
         code, out = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as e:
-        code, out = "timeout", f"{e.stdout or ''}{e.stderr or ''}" if isinstance(e.stdout, str) else ""
+        code, out = "timeout", f"{e.stdout or ''}{e.stderr or ''}"  # text, as `run` collected it after the kill
     return {"command": " ".join(cmd), "exit": code, "seconds": round(time.perf_counter() - start, 1),
             "output": out[-6000:]}
 
@@ -127,17 +128,12 @@ def step_quick(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "cpu_threads": torch.get_num_threads(),
+    """What a run's summary.json records of the code and machine, and the GPU's memory."""
+    if not torch.cuda.is_available():
+        return provenance(torch.device("cpu"))
+    return provenance(torch.device("cuda")) | {
+        "gpu_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
-    return info
 
 
 def markdown(report: dict[str, Any]) -> str:

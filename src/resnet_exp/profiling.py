@@ -40,6 +40,12 @@ OTHER = "other (allocation, bookkeeping)"
 CONV_BACKWARD = "conv backward"
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer read afterwards covers the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def op_family(name: str, scopes: Iterable[str]) -> str:
     """The family of an operator `name` run inside the profiler ranges `scopes` (innermost first)."""
     for family, scope in SCOPES:
@@ -66,8 +72,7 @@ def profile_steps(step: Callable[[], None], steps: int, device: torch.device) ->
     with profile(activities=activities) as prof:
         for _ in range(steps):
             step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
     totals: dict[str, float] = defaultdict(float)
     for event in prof.events():
         self_us = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
@@ -93,13 +98,11 @@ def conv_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, n
 def seconds(call: Callable[[], object], device: torch.device, repeats: int) -> float:
     """Mean seconds of `call` after one untimed call, kernels waited for on CUDA."""
     call()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         call()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     return (time.perf_counter() - start) / repeats
 
 

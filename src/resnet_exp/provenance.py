@@ -29,15 +29,22 @@ def git_commit(root: Path = SOURCE) -> tuple[str | None, bool | None]:
     return commit, dirty
 
 
+def cpu_info(key: str) -> str:
+    """A field of /proc/cpuinfo (its first occurrence), or "" where there is none (not Linux)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    return ""
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info("model name") or platform.processor() or platform.machine()
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
