@@ -52,8 +52,9 @@ from resnet_exp.devices import device_argument
 from resnet_exp.errors import DataError, UserError
 from resnet_exp.models import CifarResNet
 from resnet_exp.models.cifar import check_depth
+from resnet_exp.precision import bf16_unsupported
 from resnet_exp.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward, sync
-from resnet_exp.provenance import cpu_info, cpu_model
+from resnet_exp.provenance import cpu_model
 from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
 from resnet_exp.training.batched import BatchedNets
 from resnet_exp.training.optim import sgd
@@ -108,17 +109,6 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()}, {torch.get_num_threads()} threads"
-
-
-def bf16_unsupported(device: torch.device) -> str | None:
-    """Why the device has no native bf16 (emulated bf16 would only measure the emulation), or None."""
-    if device.type == "cuda":
-        return None if torch.cuda.is_bf16_supported() else "this GPU has no native bf16"
-    if not torch.backends.mkldnn.is_available():
-        return "this torch build has no oneDNN"
-    if not {"avx512_bf16", "amx_bf16"} & set(cpu_info("flags").split()):
-        return "the CPU reports neither avx512_bf16 nor amx_bf16"
-    return None
 
 
 def variant_parts(variant: str) -> tuple[str, str]:

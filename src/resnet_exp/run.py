@@ -21,6 +21,7 @@ from torch import nn
 
 from resnet_exp.errors import UserError
 from resnet_exp.models import count_parameters
+from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
 from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, read_metrics
 from resnet_exp.training import Diverged, Trainer
@@ -78,6 +79,8 @@ def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0) -> Train
     data = build(cfg.data)
     device = settings.torch_device(job_index)
     settings.configure_torch()
+    if warning := emulation_warning(settings.precision, device):
+        log.warning("%s", warning)
     model = seeded_model(cfg)
     if cfg.model.depth >= 110 and cfg.schedule.warmup_lr is None:
         log.warning("the paper warms up nets of 110 layers at lr 0.01 (section 4.2): add schedule=warmup")

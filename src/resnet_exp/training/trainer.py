@@ -23,6 +23,7 @@ from resnet_exp.data.module import Batches
 from resnet_exp.devices import check_device_name, resolve_device
 from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.models.cifar import check_zero_channels
+from resnet_exp.precision import check_precision, resolve_precision
 from resnet_exp.runlog import RunLog
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from resnet_exp.training.meter import Meter
@@ -30,7 +31,6 @@ from resnet_exp.training.schedule import StepSchedule
 from resnet_exp.training.signals import Interrupted, StopRequests
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TrainerSettings:
     log_every: int = 50
     resume: bool = True
     progress: bool | None = None
-    precision: str | None = None
+    precision: str = "auto"
     channels_last: bool | None = None
     deterministic: bool = False
     compile: bool = False
@@ -58,8 +58,7 @@ class TrainerSettings:
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"trainer.{name}={value!r} must be a positive integer")
         check_device_name(self.device, "trainer.device")
-        if self.precision not in (None, *PRECISIONS):
-            raise ConfigError(f"trainer.precision={self.precision!r} is not known; accepted: null (auto), fp32, bf16")
+        check_precision(self.precision)
 
     def torch_device(self, job_index: int = 0) -> torch.device:
         """`auto` picks CUDA when present; job k of a parallel sweep gets GPU k mod the visible GPUs."""
@@ -77,12 +76,11 @@ class TrainerSettings:
     def compute_path(self, device: torch.device) -> tuple[torch.dtype | None, torch.memory_format]:
         """Autocast dtype (None: fp32) and memory format, filling in the per-device defaults.
 
-        bf16 autocast is the default on CUDA; on a CPU it stays opt-in (`trainer.precision=bf16`)
-        because fp32 is the reference for accuracy. channels_last is the default everywhere: measured faster
-        for these convs on a CPU (oneDNN, docs/speed.md); on GPUs it is cuDNN's preferred layout for
-        bf16 convs, not yet measured here.
+        `auto` is bf16 autocast where the device computes bf16 natively (precision.py), fp32 elsewhere.
+        channels_last is the default everywhere: measured faster for these convs on a CPU (oneDNN,
+        docs/speed.md); on GPUs it is cuDNN's preferred layout for bf16 convs, not yet measured here.
         """
-        precision = self.precision or ("bf16" if device.type == "cuda" else "fp32")
+        precision = resolve_precision(self.precision, device)
         channels_last = True if self.channels_last is None else self.channels_last
         return (
             torch.bfloat16 if precision == "bf16" else None,
