@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
 from torch.utils.flop_counter import FlopCounterMode
 
 from resnet_exp.data import DataModule, ImageData, make_synthetic, read_cifar10
@@ -343,31 +342,6 @@ def profile(args: argparse.Namespace, device: torch.device, data: ImageData) -> 
     return rows
 
 
-def quick_preset(args: argparse.Namespace, device: torch.device, data: ImageData) -> dict[str, Any]:
-    """The predicted wall time of `experiment=degradation_quick`, run by run, from rates measured here: its
-    iterations at the measured training rate plus its evaluations at the measured evaluation time."""
-    with initialize_config_module("resnet_exp.configs", version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=degradation_quick"], return_hydra_config=True)
-    iters, every, precision = cfg.trainer.max_iters, cfg.trainer.eval_every, cfg.trainer.precision
-    names = str(cfg.hydra.sweeper.params.model).split(",")
-    batches = Preloaded(data).batches(device, cfg.trainer.batch_size, cfg.trainer.eval_batch_size, SEED)
-    runs = []
-    for name in names:
-        depth, residual = parse_model(name)
-        trainer = make_trainer(depth, residual, "ours", precision, batches, device)
-        rates, _ = throughput(lambda trainer=trainer: trainer.step(*next(batches.train)), device, args)
-        start = time.perf_counter()
-        trainer.evaluate()
-        eval_s = time.perf_counter() - start
-        rate = statistics.median(rates)
-        train_s = iters * cfg.trainer.batch_size / rate
-        runs.append({"model": name, "images_per_s": rate, "train_s": train_s, "eval_s": eval_s,
-                     "evaluations": iters // every, "predicted_s": train_s + iters // every * eval_s})
-        print(f"{name}: {rate:.1f} img/s, evaluation {eval_s:.1f} s", file=sys.stderr)
-    return {"preset": "degradation_quick", "iterations": iters, "precision": precision, "runs": runs,
-            "predicted_total_s": sum(r["predicted_s"] for r in runs)}
-
-
 def profile_table(rows: list[dict[str, Any]]) -> str:
     """The profile as a Markdown table, one block of rows per model and variant."""
     lines = ["| model | variant | family | ms/step | % of step |", "|---|---|---|---|---|"]
@@ -418,9 +392,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training images of the synthetic stand-in, with N/5 test images (default: %(default)s)")
     parser.add_argument("--mm-size", type=int, default=2048, metavar="N",
                         help="side of the square matrices timed for the peak (default: %(default)s)")
-    parser.add_argument("--quick-preset", action="store_true",
-                        help="instead of the variants: predict the wall time of experiment=degradation_quick from "
-                        "its nets' training rates and evaluation times measured here")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing: one step's time by operator family (torch.profiler over --iters "
                         "steps) for the ours-* variants asked for, with the conv backward split into input and "
@@ -458,16 +429,6 @@ def main(argv: list[str] | None = None) -> int:
         } | {"models": [model_name(*model) for model in args.models]},
     }
     print(f"device: {header['device']} ({device.type}); torch {header['torch']}\ndata: {source}", flush=True)
-    if args.quick_preset:
-        estimate = quick_preset(args, device, data)
-        for r in estimate["runs"]:
-            print(f"{r['model']}: {r['images_per_s']:.1f} img/s, {r['evaluations']} evaluations of "
-                  f"{r['eval_s']:.1f} s: {r['predicted_s'] / 60:.1f} min")
-        print(f"degradation_quick ({estimate['iterations']} iterations, {estimate['precision']}), one run after "
-              f"another: {estimate['predicted_total_s'] / 60:.1f} min predicted")
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**header, "quick_preset": estimate}, indent=2) + "\n")
-        return 0
     if args.profile:
         rows = profile(args, device, data)
         print(profile_table(rows))

@@ -79,13 +79,3 @@ def test_profile_groups_a_steps_time_by_operator_family(tmp_path: Path, monkeypa
             "data pipeline", "optimizer step"} <= families
     assert sum(row["pct"] for row in rows) == pytest.approx(100.0)
     assert all(row["ms_per_step"] > 0 and row["variant"] == "ours-fp32" for row in rows)
-
-
-def test_quick_preset_estimate_sums_its_four_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RESNET_EXP_DATA", raising=False)
-    estimate = run_benchmark(tmp_path, "--quick-preset")["quick_preset"]
-    assert [r["model"] for r in estimate["runs"]] == ["plain20", "plain56", "resnet20", "resnet56"]
-    assert estimate["iterations"] == 2000 and estimate["precision"] == "bf16"
-    for run in estimate["runs"]:
-        assert run["predicted_s"] == pytest.approx(2000 * 128 / run["images_per_s"] + 10 * run["eval_s"])
-    assert estimate["predicted_total_s"] == pytest.approx(sum(r["predicted_s"] for r in estimate["runs"]))

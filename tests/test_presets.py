@@ -2,17 +2,14 @@
 
 import pytest
 from conftest import compose_config
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from resnet_exp.sweep import job_overrides
 
 
 def jobs(*overrides: str) -> tuple[list[list[str]], object]:
     """The job override lists Hydra's basic sweeper would launch, and the composed config."""
     cfg = compose_config(*overrides, hydra=True)
-    params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
-    parsed = OverridesParser.create().parse_overrides(params)
-    [batch] = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return batch, cfg
+    return job_overrides(cfg), cfg
 
 
 def test_degradation_expands_to_the_papers_eight_runs() -> None:

@@ -19,11 +19,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from resnet_exp.data.module import DataModule
 from resnet_exp.errors import UserError
+from resnet_exp.forecast import Cost, StandIn, measure, run_seconds
 from resnet_exp.models import count_parameters
 from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
-from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, read_metrics
+from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, format_duration, read_metrics
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
 
@@ -71,16 +73,14 @@ def seeded_model(cfg: DictConfig) -> nn.Module:
     return build(cfg.model)
 
 
-def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0) -> Trainer:
-    """The run's trainer with its seeded net, optimizer, schedule and batches, checkpointing into `run_dir`
-    (None: never)."""
+def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: DataModule | None = None) -> Trainer:
+    """The run's trainer with its seeded net, optimizer, schedule and batches (from `data` where given, else from
+    `cfg.data`), checkpointing into `run_dir` (None: never)."""
     settings = build(cfg.trainer)
     schedule = build(cfg.schedule)
-    data = build(cfg.data)
+    data = data or build(cfg.data)
     device = settings.torch_device(job_index)
     settings.configure_torch()
-    if warning := emulation_warning(settings.precision, device):
-        log.warning("%s", warning)
     model = seeded_model(cfg)
     if cfg.model.depth >= 110 and cfg.schedule.warmup_lr is None:
         log.warning("the paper warms up nets of 110 layers at lr 0.01 (section 4.2): add schedule=warmup")
@@ -90,11 +90,26 @@ def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0) -> Train
     return Trainer(settings, model, optimizer, schedule, batches, device, checkpoint)
 
 
+def step_cost(cfg: DictConfig, job_index: int = 0) -> Cost:
+    """What a step and an evaluated image of `cfg`'s run cost here, timed on a throwaway trainer fed stand-in
+    images (no data is read); it reseeds the global RNG, as `assemble` does."""
+    data = build(cfg.data)
+    trainer = assemble(cfg, None, job_index, data=StandIn(data, cfg.trainer.batch_size))
+    return measure(trainer, data.eval_size())
+
+
 def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) -> dict[str, Any]:
-    """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs."""
+    """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs.
+
+    Before the first step it times a few steps of a copy (about 1% of a quick-preset run) to say how long the
+    run will take."""
+    cost = step_cost(cfg, job_index)
     trainer = assemble(cfg, run_dir, job_index)
     trainer.resume()
     settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
+    if warning := emulation_warning(settings.precision, device):
+        log.warning("%s", warning)
+    predicted = run_seconds(cost, settings, trainer.iteration)
     info = hparams(cfg, trainer, data_name)
     summary: dict[str, Any] = {
         **info,
@@ -103,12 +118,17 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
         "eval_split": batches.eval_split,
         "train_size": batches.train_size,
         "started_at": datetime.now().isoformat(timespec="milliseconds"),
+        "predicted_wall_time_s": round(predicted, 1),
         "provenance": provenance(device),
     }
     shown = {key: "null" if value is None else value for key, value in info.items()}  # TensorBoard takes no None
     runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, shown, settings.progress)
     log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
              data_name, run_dir)
+    threads = torch.get_num_threads()
+    log.info("predicted wall time on this machine: %s for iterations %d-%d (%.3f s a step, %d thread%s), "
+             "evaluations included", format_duration(predicted), trainer.iteration + 1, settings.max_iters,
+             cost.step_s, threads, "" if threads == 1 else "s")
     status, failure, interrupted = "completed", None, None
     runlog.summary(**summary, status="running", iterations=trainer.iteration)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,20 @@ TRAINING_SETTINGS = (
 # the settings above, the shortcut and block, and the compute path the trainer resolved.
 SETTING_KEYS = ("shortcut", "block", *(key for key, _ in TRAINING_SETTINGS), "precision", "channels_last")
 
+# Without a progress bar (output not a terminal: a log file, a cluster job), a line at least this often, seconds.
+HEARTBEAT_S = 120.0
+
 log = logging.getLogger(__name__)
+
+
+def format_duration(seconds: float) -> str:
+    """`45 s`, `12 min 05 s`, `3 h 02 min`: as precise as a person reading a log needs."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -61,7 +75,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 class RunLog:
-    """Writes one run's curves; on resume it drops points after the checkpoint so none is duplicated."""
+    """Writes one run's curves; on resume it drops points after the checkpoint so none is duplicated.
+
+    Shows progress as a tqdm bar on a terminal; elsewhere as a log line every `HEARTBEAT_S` seconds. Either way
+    each evaluation's line says the time elapsed and the time left.
+    """
 
     def __init__(
         self,
@@ -83,6 +101,29 @@ class RunLog:
             total=max_iters, initial=start_iteration, disable=not progress if progress is not None else None,
             dynamic_ncols=True, unit="it", desc=str(hparams.get("model", "")),
         )
+        self.max_iters = max_iters
+        self.started = self.last_line = time.monotonic()
+        self.start_iteration = start_iteration
+        self.images_since_line = 0
+
+    def pace(self, iteration: int) -> str:
+        """`elapsed ..., ... left`: this process's time so far, and the rest at its average pace (evaluations
+        included)."""
+        elapsed = time.monotonic() - self.started
+        done = iteration - self.start_iteration
+        left = (self.max_iters - iteration) * elapsed / done if done else float("nan")
+        return f"{format_duration(elapsed)} elapsed, {format_duration(left) if done else '?'} left"
+
+    def tick(self, iteration: int, images: int) -> None:
+        """After every iteration: without a bar, one line at least every `HEARTBEAT_S` seconds with the
+        iteration, the images/s since the last line, and the pace."""
+        self.images_since_line += images
+        now = time.monotonic()
+        if not self.bar.disable or now - self.last_line < HEARTBEAT_S:
+            return
+        rate = self.images_since_line / (now - self.last_line)
+        log.info("iter %d/%d: %.0f img/s, %s", iteration, self.max_iters, rate, self.pace(iteration))
+        self.last_line, self.images_since_line = now, 0
 
     def progress(self, iteration: int, loss: float, error: float, lr: float) -> None:
         """The bar, and the `lr` curve at every progress read, so a warm-up ramp shorter than an
@@ -94,17 +135,18 @@ class RunLog:
     def record(self, iteration: int, metrics: dict[str, float]) -> None:
         """One evaluation point: TensorBoard scalars (`lr` comes from `progress`), a metrics.jsonl line and a
         log line."""
-        for tag, value in metrics.items():
+        for tag in TAGS:
             if tag != "lr":
-                self.writer.add_scalar(tag, value, iteration)
+                self.writer.add_scalar(tag, metrics[tag], iteration)
         self.writer.flush()
         with (self.run_dir / METRICS).open("a") as f:
             f.write(json.dumps({"iteration": iteration, **metrics}) + "\n")
         log.info(
-            "iter %d: train loss %.4f error %.2f%% | test loss %.4f error %.2f%% | lr %.4g",
+            "iter %d: train loss %.4f error %.2f%% | test loss %.4f error %.2f%% | lr %.4g | %s",
             iteration, metrics["train/loss"], metrics["train/error"], metrics["test/loss"],
-            metrics["test/error"], metrics["lr"],
+            metrics["test/error"], metrics["lr"], self.pace(iteration),
         )
+        self.last_line, self.images_since_line = time.monotonic(), 0
 
     def grad_norms(self, iteration: int, norms: dict[str, float]) -> None:
         """Per-parameter gradient norms as scalars, and their spread over layers as one histogram."""

@@ -115,6 +115,15 @@ class EvalBatches:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, size: int, seed: int = 0) -> EvalBatches:
+        """`size` images drawn once at random (by `seed`, not the run's seed, so that every run of a sweep
+        measures the same images); all of them when `size` is not smaller than the set."""
+        if size >= len(self.labels):
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(len(self.labels), generator=generator)[:size].sort().values.to(self.labels.device)
+        return EvalBatches(self.images[keep], self.labels[keep], self.batch_size, self.normalize)
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, len(self.labels), self.batch_size):
             end = start + self.batch_size

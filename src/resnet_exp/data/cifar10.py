@@ -129,5 +129,10 @@ class Cifar10(DataModule):
         self.root = root
         self.download = download
 
+    def check(self) -> None:
+        """The folder is there, or will be downloaded."""
+        if not self.download:
+            find_folder(self.root)
+
     def read(self) -> ImageData:
         return read_cifar10(self.root, self.download)

@@ -31,6 +31,8 @@ class Batches:
 class DataModule:
     """Base of the data configs' `_target_`s; subclasses only say how to read their images."""
 
+    test_size = 10_000  # the test set's images, known before reading it (CIFAR-10's; a subclass may set another)
+
     def __init__(
         self,
         normalize: str = "pixel",
@@ -51,6 +53,14 @@ class DataModule:
 
     def read(self) -> ImageData:
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise the error that reading would raise where that can be known cheaply (a sweep checks each job
+        before the first starts); the base reads nothing and knows nothing."""
+
+    def eval_size(self) -> int:
+        """The images an evaluation covers, known without reading them: the held-out split, else the test set."""
+        return self.val_split or self.test_size
 
     def normalizer(self, data: ImageData) -> Normalizer:
         """Per-pixel mean subtraction (the paper) or per-channel mean/std, from the training images."""

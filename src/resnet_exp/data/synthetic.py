@@ -66,6 +66,7 @@ class Synthetic(DataModule):
     ) -> None:
         super().__init__(**feeding)
         self.sizes = (train_size, test_size)
+        self.test_size = test_size
         self.noise = noise
         self.data_seed = data_seed
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_exp.data.batches import EvalBatches
 from resnet_exp.data.module import Batches
 from resnet_exp.devices import check_device_name, resolve_device
 from resnet_exp.errors import CheckpointError, ConfigError
@@ -42,6 +43,7 @@ class TrainerSettings:
     batch_size: int = 128
     eval_every: int = 1000
     eval_batch_size: int = 1000
+    eval_images: int | None = None
     log_every: int = 50
     resume: bool = True
     progress: bool | None = None
@@ -57,6 +59,8 @@ class TrainerSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"trainer.{name}={value!r} must be a positive integer")
+        if self.eval_images is not None and (not isinstance(self.eval_images, int) or self.eval_images <= 0):
+            raise ConfigError(f"trainer.eval_images={self.eval_images!r} must be a positive integer, or null for all")
         check_device_name(self.device, "trainer.device")
         check_precision(self.precision)
 
@@ -143,6 +147,9 @@ class Trainer:
         self.iteration = 0
         self.wall_time = 0.0
         self.meter = Meter(device)
+        # Intermediate evaluations may use a fixed subset of the evaluation set (the same images in every run);
+        # the last one always uses all of it.
+        self.interim_eval = batches.eval.subset(settings.eval_images) if settings.eval_images else batches.eval
 
     def resume(self) -> None:
         """Continue from `last.pt` if there is one and resuming is on."""
@@ -243,16 +250,18 @@ class Trainer:
         return loss_sum / max(images, 1), error
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        """Loss and error (%) on the evaluation set, in eval mode (BN running statistics)."""
+    def evaluate(self, batches: EvalBatches | None = None) -> tuple[float, float]:
+        """Loss and error (%) on `batches` (default: the whole evaluation set), in eval mode (BN running
+        statistics)."""
+        batches = batches or self.batches.eval
         self.net.eval()
         totals = torch.zeros(2, device=self.device)
-        for x, y in self.batches.eval:
+        for x, y in batches:
             logits = self.forward(x)
             totals += torch.stack([F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().float()])
         self.net.train()
         loss_sum, wrong = totals.tolist()
-        n = len(self.batches.eval)
+        n = len(batches)
         return loss_sum / n, 100.0 * wrong / n
 
     def save(self, started: float) -> None:
@@ -287,14 +296,17 @@ class Trainer:
             if at_eval or self.iteration % s.log_every == 0:
                 loss, error = self.read_progress()
                 runlog.progress(self.iteration, loss, error, step.lr)
+            runlog.tick(self.iteration, step.images)
             if at_eval:
                 train_loss, train_error = self.meter.take_window()
-                test_loss, test_error = self.evaluate()
+                evaluation = self.batches.eval if self.iteration == s.max_iters else self.interim_eval
+                test_loss, test_error = self.evaluate(evaluation)
                 point = {
                     "train/loss": train_loss,
                     "train/error": train_error,
                     "test/loss": test_loss,
                     "test/error": test_error,
+                    "test/images": len(evaluation),
                     "lr": step.lr,
                     "epoch": self.batches.train.epoch,
                 }

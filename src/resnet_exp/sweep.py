@@ -1,0 +1,180 @@
+"""A sweep before its first job: its jobs, whether they can run, how many run at once, and how long it will take.
+
+`SweepStart` is a Hydra callback (configs/config.yaml, `hydra.callbacks`). At the start of a multirun it composes
+every job's config as Hydra's basic sweeper will, checks each one (a sweep whose every job would fail stops
+there, with one line), and logs the predicted wall time of the whole sweep: each distinct net shape timed once
+(forecast.py) with the threads a job will have, and the jobs placed on the launcher's workers in launch order.
+`jobs_at_once` is the resolver behind `hydra/launcher=parallel`'s `n_jobs`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from resnet_exp.errors import UserError
+from resnet_exp.forecast import Cost, makespan, run_seconds
+from resnet_exp.run import build, step_cost
+from resnet_exp.runlog import format_duration
+
+log = logging.getLogger("resnet_exp")
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+def job_overrides(config: DictConfig) -> list[list[str]] | None:
+    """Each job's overrides, in launch order, as Hydra's basic sweeper expands the sweep's params and the command
+    line; None for another sweeper (its jobs are not known in advance)."""
+    if config.hydra.sweeper._target_ != BASIC_SWEEPER:
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.params or {}).items()]
+    parsed = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def cpu_count() -> int:
+    """The CPUs this process may use (affinity and container quotas included), as joblib counts them when it
+    gives each worker cpu_count // n_jobs threads."""
+    return joblib.cpu_count()
+
+
+def jobs_at_once(_root_: DictConfig) -> int:
+    """`n_jobs` of `hydra/launcher=parallel`: one job per visible GPU; on a CPU one job per core, at most one per
+    job of the sweep, so that joblib gives each the cores // jobs threads and no core idles."""
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    jobs = job_overrides(_root_)
+    return max(1, min(cpu_count(), len(jobs) if jobs else cpu_count()))
+
+
+def workers_and_threads(launcher: DictConfig) -> tuple[int, int] | None:
+    """(jobs at once, threads of each) for launchers that run the jobs on this machine; None for the others."""
+    if launcher._target_ == BASIC_LAUNCHER:
+        return 1, torch.get_num_threads()
+    if launcher._target_ == JOBLIB_LAUNCHER:
+        n = int(launcher.n_jobs)
+        workers = n if n > 0 else max(cpu_count() + 1 + n, 1)  # joblib's negative n_jobs: all CPUs but |n| - 1
+        threads = int(os.environ.get("OMP_NUM_THREADS", max(cpu_count() // workers, 1)))
+        return workers, threads
+    return None
+
+
+def describe(overrides: list[str]) -> str:
+    """A job as the sweep's lines name it: its overrides."""
+    return " ".join(overrides) or "(no overrides)"
+
+
+def compose_jobs(config: DictConfig) -> tuple[list[list[str]], list[DictConfig]] | None:
+    """Each job's overrides and config, composed as the sweeper will compose them; None for another sweeper."""
+    overrides = job_overrides(config)
+    if overrides is None:
+        return None
+    loader = GlobalHydra.instance().config_loader()
+    return overrides, [loader.load_sweep_config(config, job) for job in overrides]
+
+
+@dataclass
+class SweepForecast:
+    """The predicted wall time of a sweep's jobs, each and all, on this machine."""
+
+    jobs: list[float]
+    total: float
+    workers: int
+    threads: int
+    shapes: int
+
+    def line(self) -> str:
+        threads = f"{self.threads} thread{'' if self.threads == 1 else 's'}"
+        return (f"sweep of {len(self.jobs)} jobs, {min(self.workers, len(self.jobs))} at a time with {threads} "
+                f"each: predicted wall time on this machine {format_duration(self.total)} ({self.shapes} net "
+                f"shapes timed; jobs {', '.join(format_duration(d) for d in self.jobs)})")
+
+
+def forecast_sweep(jobs: list[DictConfig], workers: int, threads: int) -> SweepForecast:
+    """Time each distinct net shape of `jobs` once, with the threads each job will have, and place the jobs on
+    `workers` in launch order."""
+    saved = torch.get_num_threads()
+    costs: dict[str, Cost] = {}
+    durations = []
+    try:
+        torch.set_num_threads(threads)
+        for cfg in jobs:
+            shape = shape_key(cfg)
+            if shape not in costs:
+                costs[shape] = step_cost(cfg)
+            durations.append(run_seconds(costs[shape], build(cfg.trainer)))
+    finally:
+        torch.set_num_threads(saved)
+    return SweepForecast(durations, makespan(durations, workers), workers, threads, len(costs))
+
+
+class SweepStart(Callback):
+    """Checks a sweep's jobs and predicts its wall time before the first job starts; with `predict=true`, stops
+    there."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        composed = compose_jobs(config)
+        if not composed:
+            return
+        overrides, jobs = composed
+        placement = workers_and_threads(config.hydra.launcher)
+        failures = {}
+        for index, (job, cfg) in enumerate(zip(overrides, jobs, strict=True)):
+            if error := check_job(cfg, data_here=placement is not None):
+                failures[index] = error
+                log.error("job %d (%s) cannot run: %s", index, describe(job), error)
+        if len(failures) == len(jobs):
+            distinct = sorted(set(failures.values()))
+            reason = distinct[0] if len(distinct) == 1 else "see the lines above"
+            print(f"resnet-exp: error: every job of this sweep would fail, so none is started: {reason}",
+                  file=sys.stderr)
+            sys.exit(2)
+        if placement is None:
+            log.info("sweep of %d jobs: no time predicted, its jobs run on other machines (%s)", len(jobs),
+                     config.hydra.launcher._target_.rsplit(".", 1)[-1])
+        else:
+            runnable = [cfg for index, cfg in enumerate(jobs) if index not in failures]
+            log.info("%s", forecast_sweep(runnable, *placement).line())
+        if config.get("predict"):
+            sys.exit(0)
+
+
+def check_job(cfg: DictConfig, data_here: bool) -> str | None:
+    """Why `cfg`'s run would fail before training, as far as that is known without building it: its trainer,
+    schedule, data and net settings, and, where its job runs on this machine (`data_here`), whether its data is
+    there. None where nothing is found."""
+    try:
+        build(cfg.trainer)
+        build(cfg.schedule)
+        data = build(cfg.data)
+        if data_here:
+            data.check()
+        with torch.device("meta"):  # the net's settings, without allocating its weights
+            build(cfg.model)
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def shape_key(cfg: DictConfig) -> str:
+    """What a step's time depends on: the net, the batch, the compute path and the feeding (not the seed, the lr
+    or the schedule)."""
+    t = cfg.trainer
+    return OmegaConf.to_yaml({
+        "model": cfg.model, "batch": t.batch_size, "eval_batch": t.eval_batch_size, "precision": t.precision,
+        "channels_last": t.channels_last, "compile": t.compile, "loader": cfg.data.get("loader"),
+        "augment": cfg.data.get("augment"), "device": t.device,
+    })

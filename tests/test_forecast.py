@@ -1,0 +1,94 @@
+"""The predicted wall time of a run or a sweep, and the progress lines a run logs without a terminal."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_exp import runlog
+from resnet_exp.forecast import Cost, evaluation_points, makespan, run_seconds
+from resnet_exp.run import step_cost, train
+from resnet_exp.runlog import format_duration
+from resnet_exp.training import TrainerSettings
+from tests.conftest import FAST, compose_config
+
+
+def test_evaluation_points_every_interval_and_the_last() -> None:
+    settings = TrainerSettings(max_iters=2000, eval_every=200)
+    assert evaluation_points(settings, 0) == list(range(200, 2001, 200))
+    assert evaluation_points(settings, 1000) == [1200, 1400, 1600, 1800, 2000]  # resumed at an evaluation
+    assert evaluation_points(settings, 1050) == [1200, 1400, 1600, 1800, 2000]
+    assert evaluation_points(TrainerSettings(max_iters=2100, eval_every=200), 2000) == [2100]
+    assert evaluation_points(settings, 2000) == []
+
+
+def test_run_seconds_counts_steps_and_evaluated_images() -> None:
+    cost = Cost(step_s=0.5, eval_image_s=0.001, eval_size=10_000)
+    full = TrainerSettings(max_iters=2000, eval_every=200)
+    assert run_seconds(cost, full) == pytest.approx(2000 * 0.5 + 10 * 10_000 * 0.001)
+    subset = TrainerSettings(max_iters=2000, eval_every=200, eval_images=1000)
+    assert run_seconds(cost, subset) == pytest.approx(2000 * 0.5 + (9 * 1000 + 10_000) * 0.001)
+    assert run_seconds(cost, subset, start_iteration=1600) == pytest.approx(400 * 0.5 + (1000 + 10_000) * 0.001)
+    larger = TrainerSettings(max_iters=10, eval_every=5, eval_images=50_000)
+    assert run_seconds(cost, larger) == pytest.approx(10 * 0.5 + 2 * 10_000 * 0.001)
+
+
+def test_makespan_places_jobs_in_launch_order_on_the_first_free_worker() -> None:
+    assert makespan([3, 1, 1, 1], 1) == 6
+    assert makespan([3, 3, 1, 1], 2) == 4            # long jobs first: balanced
+    assert makespan([1, 3, 1, 3], 2) == 5            # worker 1: 1 + 1 + 3, worker 2: 3
+    assert makespan([2, 2], 8) == 2
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (0.4, 45, 65, 3600, 3725)] == ["0 s", "45 s", "1 min 05 s", "1 h 00 min",
+                                                                       "1 h 02 min"]
+
+
+def test_step_cost_times_the_configured_net_without_reading_its_data(tmp_path: Path) -> None:
+    cfg = compose_config(*FAST, "data=cifar10", f"data.root={tmp_path / 'nowhere'}")
+    cost = step_cost(cfg)  # no CIFAR-10 there: stand-in images of its shape are timed
+    assert cost.step_s > 0 and cost.eval_image_s > 0 and cost.eval_size == 10_000
+    assert step_cost(compose_config(*FAST, "data.val_split=100")).eval_size == 100
+
+
+def test_a_run_without_a_terminal_logs_its_prediction_and_its_remaining_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(runlog, "HEARTBEAT_S", 0.0)  # a line after every iteration instead of every 2 minutes
+    cfg = compose_config(*FAST, "trainer.max_iters=24", "trainer.eval_every=12", "trainer.progress=false",
+                         "trainer.eval_images=16")
+    with caplog.at_level(logging.INFO):
+        summary = train(cfg, tmp_path, "synthetic")
+    lines = [r.getMessage() for r in caplog.records]
+    (predicted,) = [line for line in lines if line.startswith("predicted wall time on this machine")]
+    assert re.search(r"\d+ (s|min) .*for iterations 1-24 \([\d.]+ s a step, \d+ threads?\)", predicted)
+    assert summary["predicted_wall_time_s"] > 0
+    heartbeats = [line for line in lines if re.fullmatch(r"iter \d+/24: \d+ img/s, .* elapsed, .* left", line)]
+    assert len(heartbeats) >= 20
+    evaluations = [line for line in lines if line.startswith("iter 12:") or line.startswith("iter 24:")]
+    assert len(evaluations) == 2 and all(re.search(r"\| .* elapsed, .* left$", line) for line in evaluations)
+    points = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert '"test/images": 16' in points[0] and '"test/images": 128' in points[1]  # the last uses all
+
+
+def test_no_progress_lines_within_the_interval(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = compose_config(*FAST, "trainer.max_iters=4", "trainer.eval_every=4", "trainer.progress=false")
+    with caplog.at_level(logging.INFO):
+        train(cfg, tmp_path, "synthetic")
+    assert not [r for r in caplog.records if re.match(r"iter \d+/4:", r.getMessage())]
+
+
+def test_interim_evaluations_use_one_fixed_subset(tmp_path: Path) -> None:
+    from resnet_exp.run import assemble
+
+    trainer = assemble(compose_config(*FAST, "trainer.eval_images=50"), None)
+    subset = trainer.interim_eval
+    assert len(subset) == 50 and len(trainer.batches.eval) == 128
+    again = assemble(compose_config(*FAST, "trainer.eval_images=50", "seed=3"), None).interim_eval
+    assert torch.equal(subset.labels, again.labels) and torch.equal(subset.images, again.images)
+    assert trainer.batches.eval.subset(500) is trainer.batches.eval
