@@ -195,13 +195,13 @@ def test_start_replays_a_runs_first_steps_exactly(tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    train(cfg, run, "synthetic")
+    summary = train(cfg, run, "synthetic")
     (logged,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     out = tmp_path / "out"
     assert main(["start", str(run), "--iters", "3", "--device", "cpu", "--out", str(out)]) == 0
     (replayed,) = read(out / "start.json")["runs"].values()
     series = replayed["series"]
-    assert replayed["model"] == "resnet8" and replayed["precision"] == "fp32"
+    assert replayed["model"] == "resnet8" and replayed["precision"] == summary["precision"]  # what auto resolved to
     assert sum(series["loss"]) / 3 == pytest.approx(logged["train/loss"], rel=1e-6)
     assert sum(series["error"]) / 3 == pytest.approx(logged["train/error"], rel=1e-6)
     assert not (out / "checkpoints").exists()
