@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from resnet_exp import runlog
+from resnet_exp.errors import ConfigError
 from resnet_exp.forecast import Cost, evaluation_points, makespan, run_seconds
 from resnet_exp.run import step_cost, train
 from resnet_exp.runlog import format_duration
@@ -50,7 +51,8 @@ def test_format_duration() -> None:
 
 
 def test_step_cost_times_the_configured_net_without_reading_its_data(tmp_path: Path) -> None:
-    cfg = compose_config(*FAST, "data=cifar10", f"data.root={tmp_path / 'nowhere'}")
+    fast = [o for o in FAST if not o.startswith("data")]
+    cfg = compose_config(*fast, "data=cifar10", f"data.root={tmp_path / 'nowhere'}")
     cost = step_cost(cfg)  # no CIFAR-10 there: stand-in images of its shape are timed
     assert cost.step_s > 0 and cost.eval_image_s > 0 and cost.eval_size == 10_000
     assert step_cost(compose_config(*FAST, "data.val_split=100")).eval_size == 100
@@ -81,6 +83,11 @@ def test_no_progress_lines_within_the_interval(tmp_path: Path, caplog: pytest.Lo
     with caplog.at_level(logging.INFO):
         train(cfg, tmp_path, "synthetic")
     assert not [r for r in caplog.records if re.match(r"iter \d+/4:", r.getMessage())]
+
+
+def test_eval_images_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match=r"trainer.eval_images=0 must be a positive integer, or null for all"):
+        TrainerSettings(eval_images=0)
 
 
 def test_interim_evaluations_use_one_fixed_subset(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def weights_hash(run_dir: Path) -> str:
 
 def comparable(run_dir: Path) -> tuple[dict, str, str]:
     summary = json.loads((run_dir / "summary.json").read_text())
-    for timing in ("wall_time_s", "started_at", "finished_at"):
+    for timing in ("wall_time_s", "predicted_wall_time_s", "started_at", "finished_at"):
         summary.pop(timing)
     return summary, (run_dir / "metrics.jsonl").read_text(), weights_hash(run_dir)
 

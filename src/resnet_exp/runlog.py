@@ -135,9 +135,9 @@ class RunLog:
     def record(self, iteration: int, metrics: dict[str, float]) -> None:
         """One evaluation point: TensorBoard scalars (`lr` comes from `progress`), a metrics.jsonl line and a
         log line."""
-        for tag in TAGS:
-            if tag != "lr":
-                self.writer.add_scalar(tag, metrics[tag], iteration)
+        for tag, value in metrics.items():
+            if tag not in ("lr", "test/images"):  # the lr comes from `progress`; the image count is no curve
+                self.writer.add_scalar(tag, value, iteration)
         self.writer.flush()
         with (self.run_dir / METRICS).open("a") as f:
             f.write(json.dumps({"iteration": iteration, **metrics}) + "\n")

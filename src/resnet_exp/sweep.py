@@ -4,15 +4,19 @@
 every job's config as Hydra's basic sweeper will, checks each one (a sweep whose every job would fail stops
 there, with one line), and logs the predicted wall time of the whole sweep: each distinct net shape timed once
 (forecast.py) with the threads a job will have, and the jobs placed on the launcher's workers in launch order.
-`jobs_at_once` is the resolver behind `hydra/launcher=parallel`'s `n_jobs`.
+`jobs_at_once` is the resolver behind `hydra/launcher=parallel`'s `n_jobs`. At the sweep's end it counts the jobs
+that failed (each left `failure.json` in its dir and logged its one line) and exits with 1 if any did.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -31,6 +35,12 @@ log = logging.getLogger("resnet_exp")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+FAILURE = "failure.json"  # in a failed job's dir: its index and error
+
+
+def record_failure(run_dir: Path, job_index: int, error: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FAILURE).write_text(json.dumps({"job": job_index, "error": error}) + "\n")
 
 
 def job_overrides(config: DictConfig) -> list[list[str]] | None:
@@ -125,7 +135,10 @@ class SweepStart(Callback):
     """Checks a sweep's jobs and predicts its wall time before the first job starts; with `predict=true`, stops
     there."""
 
+    started = 0.0
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
         composed = compose_jobs(config)
         if not composed:
             return
@@ -133,7 +146,8 @@ class SweepStart(Callback):
         placement = workers_and_threads(config.hydra.launcher)
         failures = {}
         for index, (job, cfg) in enumerate(zip(overrides, jobs, strict=True)):
-            if error := check_job(cfg, data_here=placement is not None):
+            # `predict=true` reads no data, so it needs none; a job that runs elsewhere finds its data there
+            if error := check_job(cfg, data_here=placement is not None and not config.get("predict")):
                 failures[index] = error
                 log.error("job %d (%s) cannot run: %s", index, describe(job), error)
         if len(failures) == len(jobs):
@@ -150,6 +164,17 @@ class SweepStart(Callback):
             log.info("%s", forecast_sweep(runnable, *placement).line())
         if config.get("predict"):
             sys.exit(0)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """One line for the jobs of this launch that failed, and exit code 1, where any did."""
+        failed = sorted(
+            json.loads(path.read_text())["job"] for path in Path(config.hydra.sweep.dir).glob(f"*/{FAILURE}")
+            if path.stat().st_mtime >= self.started - 1
+        )
+        if failed:
+            print(f"resnet-exp: error: {len(failed)} job{'s' if len(failed) > 1 else ''} of this sweep failed "
+                  f"(job {', '.join(map(str, failed))}; each said why above); the others ran", file=sys.stderr)
+            sys.exit(1)
 
 
 def check_job(cfg: DictConfig, data_here: bool) -> str | None:
