@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extras
 
-demo: install  ## the degradation study, shortened for a CPU (about 20 min on 2 cores with native bf16), its figure and table
+demo: install  ## the degradation study, shortened for a CPU (about 23 min on 2 cores with native bf16, 2 h without), its figure and table
 	$(BIN)/resnet-exp experiment=degradation_quick data.download=true hydra.sweep.dir=$(DEMO_DIR) $(ARGS)
 	$(BIN)/python scripts/plot_degradation.py $(DEMO_DIR) --out $(DEMO_DIR)/degradation.png
 
