@@ -49,10 +49,11 @@ from resnet_exp.data.cifar10 import FOLDER, find_folder
 from resnet_exp.data.module import Batches
 from resnet_exp.devices import device_argument
 from resnet_exp.errors import DataError, UserError
+from resnet_exp.forecast import sync
 from resnet_exp.models import CifarResNet
 from resnet_exp.models.cifar import check_depth
 from resnet_exp.precision import bf16_unsupported
-from resnet_exp.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward, sync
+from resnet_exp.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward
 from resnet_exp.provenance import cpu_model
 from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
 from resnet_exp.training.batched import BatchedNets

@@ -1,6 +1,6 @@
-"""`make gpu-check`: what a lent GPU has to show, in one script of about five minutes, with one report.
+"""`make gpu-check`: what a GPU has to show, in one script of about five minutes, with one report.
 
-    python scripts/gpu_check.py                      # every step, report in $OUT or outputs/gpu_check/
+    python scripts/gpu_check.py                      # every step, report in outputs/gpu_check/ (or --out)
     python scripts/gpu_check.py --steps tests bench  # a subset (e.g. when the real CIFAR-10 is not there yet)
     python scripts/gpu_check.py --dry-run            # on a CPU, tiny sizes: the script itself is tested
 
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu_check.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="default: all")
     parser.add_argument("--dry-run", action="store_true", help="on a CPU with tiny sizes: checks the script runs")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "outputs" / "gpu_check"),
-                        help="report folder (default: $OUT if set, else outputs/gpu_check)")
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "gpu_check",
+                        help="report folder (default: outputs/gpu_check)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per step's process (default: 300)")
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():

@@ -10,8 +10,8 @@ Each batch file of the official python release becomes a residual image and its 
 LOCO-I (JPEG-LS) median prediction from its left, upper and upper-left neighbours, green and blue then minus the
 residual of the channel before, compressed with lzma: 17.2 MB a batch instead of 30.9 MB (xz alone: 23.2 MB).
 Unpacking rebuilds the pixels, checks them against the sha256 taken when packing, and writes a batch file that
-`read_cifar10` reads (it checks content, not the files' md5s). Needs numpy only. Used to take the data set to
-lent GPU machines whose transfers are capped at 64 MiB (docs/gpu.md).
+`read_cifar10` reads (it checks content, not the files' md5s). Needs numpy only. For taking the data set, in
+parts smaller than the original files, to a machine without a network (docs/gpu.md).
 """
 
 from __future__ import annotations

@@ -50,6 +50,8 @@ class StandIn(DataModule):
 
 
 def sync(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer read afterwards covers the work (the benchmark and profiler use it
+    too)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from resnet_exp.forecast import sync
+
 DATA_SCOPE = "data"
 # Checked in order; the first match names the family. Scopes (an enclosing profiler range) come first.
 SCOPES = (
@@ -38,12 +40,6 @@ FAMILIES = (
 )
 OTHER = "other (allocation, bookkeeping)"
 CONV_BACKWARD = "conv backward"
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued kernels, so a timer read afterwards covers the work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def op_family(name: str, scopes: Iterable[str]) -> str:
