@@ -2,7 +2,6 @@
 
 import json
 import signal
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,15 @@ def test_submitit_local_runs_both_jobs_into_the_sweep_dir(tmp_path: Path) -> Non
 
 
 def test_joblib_runs_two_jobs_at_once(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *TINY, "trainer.max_iters=60",
-                   "trainer.eval_every=30", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    """Both jobs reach a barrier at their start only if two worker processes run them at the same time."""
+    sweep, arrivals = tmp_path / "sweep", tmp_path / "arrivals"
+    barrier = ["+hydra.callbacks.barrier._target_=barrier.Barrier", f"+hydra.callbacks.barrier.folder={arrivals}",
+               "+hydra.callbacks.barrier.parties=2", "+hydra.callbacks.barrier.timeout_s=120"]
+    proc = run_cli("-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", *TINY, *barrier,
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parent)})
     assert proc.returncode == 0, proc.stderr
-    a, b = summaries(sweep)
-    spans = [(datetime.fromisoformat(s["started_at"]), datetime.fromisoformat(s["finished_at"])) for s in (a, b)]
-    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1], spans  # the two runs overlapped in time
+    assert len(list(arrivals.glob("*.met"))) == 2, sorted(p.name for p in arrivals.iterdir())
+    assert [s["status"] for s in summaries(sweep)] == ["completed", "completed"]
 
 
 def test_slurm_launcher_composes_with_one_gpu_per_job() -> None:
