@@ -403,3 +403,22 @@ def test_runs_without_provenance_are_reported_as_not_recorded(sweep: Path, tmp_p
     runs, _ = find_runs([sweep])  # nothing recorded, not even the compute path: only the device is left to say
     assert provenance_notes(runs) == ["Provenance not recorded for any of the 8 runs.", "All runs: device cpu."]
     assert provenance_notes(runs[:1]) == ["Provenance not recorded for the run.", "All runs: device cpu."]
+
+
+def test_a_damaged_metrics_line_is_skipped_with_its_file_and_line_and_the_run_stays(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "resnet20", 0, 8.0, 9.0, iterations=6000)
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"iteration": 6000, "train/err\n')  # cut by a full disk
+    runs, problems = find_runs([tmp_path])
+    assert [len(run.points) for run in runs] == [3]
+    assert problems == [f"warning: {run_dir / 'metrics.jsonl'} line 4 is not an evaluation point; skipped"]
+    assert status_line(runs, problems) == "runs: 1 completed"
+
+
+def test_a_run_whose_metrics_repeat_an_iteration_is_reported_with_a_warning(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "resnet20", 0, 8.0, 9.0, iterations=4000)
+    lines = (run_dir / "metrics.jsonl").read_text()
+    (run_dir / "metrics.jsonl").write_text(lines + lines)  # two processes wrote it at once
+    runs, problems = find_runs([tmp_path])
+    assert len(runs) == 1
+    assert problems == [f"warning: {run_dir / 'metrics.jsonl'} repeats iterations 2000, 4000; its curves may be wrong"]

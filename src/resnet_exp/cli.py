@@ -42,6 +42,11 @@ def main(cfg: DictConfig) -> float | None:
     except Interrupted as e:
         print(f"resnet-exp: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
+    except OSError as e:  # a run dir or checkpoint folder that cannot be written; the traceback is in cli.log
+        print(f"resnet-exp: error: {e.strerror or e}: {e.filename!r}; resnet-exp writes its run there, so it must "
+              "be a writable folder (choose another with hydra.run.dir, or hydra.sweep.dir in a sweep)",
+              file=sys.stderr)
+        sys.exit(2)
     except (UserError, Diverged) as e:
         if sweeping:  # the other jobs go on; the sweep's end counts this one (sweep.SweepStart)
             log.error("job %d failed: %s", job_index, e)

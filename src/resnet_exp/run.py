@@ -20,17 +20,20 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from resnet_exp.data.module import DataModule
-from resnet_exp.errors import UserError
+from resnet_exp.errors import ConfigError, UserError
 from resnet_exp.forecast import Cost, StandIn, measure, run_seconds
 from resnet_exp.models import count_parameters
+from resnet_exp.models.footprint import cifar_footprint, memory_limit
 from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
+from resnet_exp.runlock import lock_run_dir
 from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, format_duration, read_metrics
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
 
 log = logging.getLogger("resnet_exp")
 CHECKPOINT = Path("checkpoints") / "last.pt"
+CIFAR_NET = "resnet_exp.models.CifarResNet"
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -90,10 +93,28 @@ def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: Da
     return Trainer(settings, model, optimizer, schedule, batches, device, checkpoint)
 
 
+def check_fits(cfg: DictConfig, device: torch.device) -> None:
+    """Refuse a CIFAR net whose training cannot fit in `device`'s memory, before anything of it is allocated."""
+    if cfg.model._target_ != CIFAR_NET:
+        return  # torchvision's nets come in five fixed sizes, all small
+    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    del settings["_target_"]
+    need = cifar_footprint(settings, cfg.trainer.batch_size)
+    limit = memory_limit(device)
+    if need.bytes() > limit:
+        raise ConfigError(
+            f"model.depth={cfg.model.depth} with trainer.batch_size={cfg.trainer.batch_size} needs about "
+            f"{need.bytes() / 2**30:.1f} GiB ({need.parameters:,} parameters, {need.activation_bytes / 2**30:.1f} GiB "
+            f"of activations a batch), more than the {limit / 2**30:.1f} GiB available on {device}; choose a smaller "
+            "model.depth or trainer.batch_size")
+
+
 def step_cost(cfg: DictConfig, job_index: int = 0) -> Cost:
     """What a step and an evaluated image of `cfg`'s run cost here, timed on a throwaway trainer fed stand-in
     images (no data is read); it reseeds the global RNG, as `assemble` does."""
     data = build(cfg.data)
+    data.check_batch_size(cfg.trainer.batch_size)
+    check_fits(cfg, build(cfg.trainer).torch_device(job_index))
     trainer = assemble(cfg, None, job_index, data=StandIn(data, cfg.trainer.batch_size))
     return measure(trainer, data.eval_size())
 
@@ -102,7 +123,13 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
     """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs.
 
     Before the first step it times a few steps of a copy (about 1% of a quick-preset run) to say how long the
-    run will take."""
+    run will take. The run holds the run dir's lock throughout (runlock.py)."""
+    with lock_run_dir(run_dir):
+        return locked_train(cfg, run_dir, data_name, job_index)
+
+
+def locked_train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int) -> dict[str, Any]:
+    """`train` once the run dir is this process's alone."""
     cost = step_cost(cfg, job_index)
     trainer = assemble(cfg, run_dir, job_index)
     trainer.resume()
@@ -129,36 +156,52 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
     log.info("predicted wall time on this machine: %s for iterations %d-%d (%.3f s a step, %d thread%s), "
              "evaluations included", format_duration(predicted), trainer.iteration + 1, settings.max_iters,
              cost.step_s, threads, "" if threads == 1 else "s")
-    status, failure, interrupted = "completed", None, None
     runlog.summary(**summary, status="running", iterations=trainer.iteration)
+    ended: Diverged | Interrupted | None = None
     try:
         with StopRequests() as stop:
             trainer.fit(runlog, stop)
-    except Diverged as e:
-        status, failure = "diverged", str(e)
-    except Interrupted as e:
-        status, failure, interrupted = "interrupted", str(e), e
-    finally:
-        runlog.close()
-    last = (read_metrics(run_dir) or [{}])[-1]
-    summary.update(
-        status=status,
-        iterations=trainer.iteration,
-        final_train_error=last.get("train/error"),
-        final_test_error=last.get("test/error"),
-        final_train_loss=last.get("train/loss"),
-        final_test_loss=last.get("test/loss"),
-        wall_time_s=round(trainer.wall_time, 2),
-        finished_at=datetime.now().isoformat(timespec="milliseconds"),
-    )
-    if failure:
-        summary["failure"] = failure
-    runlog.summary(**summary)
-    if interrupted:
+    except (Diverged, Interrupted) as e:
+        ended = e
+    except KeyboardInterrupt:  # a second Ctrl-C stops at once; the last checkpoint written stays
+        finish(runlog, summary, trainer, "interrupted", "stopped at once by a second Ctrl-C")
+        raise
+    except BaseException as e:  # out of memory, a failed write, a bug: recorded, then raised unchanged
+        log.error("the run failed at iteration %d", trainer.iteration, exc_info=True)
+        finish(runlog, summary, trainer, "failed", f"{type(e).__name__}: {e}")
+        raise
+    status = {Diverged: "diverged", Interrupted: "interrupted"}.get(type(ended), "completed")
+    finish(runlog, summary, trainer, status, str(ended) if ended else None)
+    if isinstance(ended, Interrupted):
         stop.pass_on()  # e.g. submitit's handler, which requeues the job
-        raise interrupted
-    if failure:
-        raise Diverged(failure)
+    if ended:
+        raise ended
     log.info("done: train error %.2f%%, test error %.2f%%, %.0f s", summary["final_train_error"],
              summary["final_test_error"], summary["wall_time_s"])
     return summary
+
+
+def finish(runlog: RunLog, summary: dict[str, Any], trainer: Trainer, status: str, failure: str | None) -> None:
+    """Write how the run ended into summary.json: the status, where it stopped, the last evaluation's errors and,
+    unless it completed, why. It must not hide the error that ended the run, so a summary that cannot be
+    written (the run dir gone read-only) is logged instead."""
+    run_dir = runlog.run_dir
+    try:
+        runlog.close()
+        last = (read_metrics(run_dir) or [{}])[-1]
+        summary.update(
+            status=status,
+            iterations=trainer.iteration,
+            final_train_error=last.get("train/error"),
+            final_test_error=last.get("test/error"),
+            final_train_loss=last.get("train/loss"),
+            final_test_loss=last.get("test/loss"),
+            wall_time_s=round(trainer.wall_time, 2),
+            finished_at=datetime.now().isoformat(timespec="milliseconds"),
+        )
+        if failure:
+            summary["failure"] = failure
+        runlog.summary(**summary)
+    except OSError as e:
+        log.error("the run ended %s (%s), but its summary could not be written to %s: %s", status,
+                  failure or "no failure", run_dir, e)

@@ -63,15 +63,42 @@ def format_duration(seconds: float) -> str:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # the previous file stays whole, and no temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def parse_metrics(run_dir: Path) -> tuple[list[dict], list[str]]:
+    """The evaluation points of a run's metrics.jsonl, and one line per line that is not a point (a line cut by a
+    full disk, or appended by hand), which is skipped so that the rest of the run stays readable."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return [], []
+    points: list[dict] = []
+    bad: list[str] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            point = json.loads(line)
+        except json.JSONDecodeError:
+            point = None
+        if isinstance(point, dict) and isinstance(point.get("iteration"), int):
+            points.append(point)
+        else:
+            bad.append(f"{path} line {number} is not an evaluation point; skipped")
+    return points, bad
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """`parse_metrics`'s points, each skipped line logged as a warning."""
+    points, bad = parse_metrics(run_dir)
+    for line in bad:
+        log.warning("%s", line)
+    return points
 
 
 class RunLog:

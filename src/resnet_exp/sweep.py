@@ -185,6 +185,7 @@ def check_job(cfg: DictConfig, data_here: bool) -> str | None:
         build(cfg.trainer)
         build(cfg.schedule)
         data = build(cfg.data)
+        data.check_batch_size(cfg.trainer.batch_size)
         if data_here:
             data.check()
         with torch.device("meta"):  # the net's settings, without allocating its weights

@@ -32,6 +32,7 @@ class DataModule:
     """Base of the data configs' `_target_`s; subclasses only say how to read their images."""
 
     test_size = 10_000  # the test set's images, known before reading it (CIFAR-10's; a subclass may set another)
+    train_images = 50_000  # the training set's images before a held-out split, known the same way
 
     def __init__(
         self,
@@ -57,6 +58,16 @@ class DataModule:
     def check(self) -> None:
         """Raise the error that reading would raise where that can be known cheaply (a sweep checks each job
         before the first starts); the base reads nothing and knows nothing."""
+
+    def train_size(self) -> int:
+        """The images training draws from, known without reading them: the training set less the held-out split."""
+        return self.train_images - self.val_split
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuse, before anything is allocated, a batch that the training set cannot fill."""
+        if batch_size > self.train_size():  # no batch could be drawn without repeating images
+            raise ConfigError(f"trainer.batch_size={batch_size} is larger than the {self.train_size()} training "
+                              "images; choose a batch size of at most the training set's size")
 
     def eval_size(self) -> int:
         """The images an evaluation covers, known without reading them: the held-out split, else the test set."""

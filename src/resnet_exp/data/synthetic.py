@@ -67,6 +67,7 @@ class Synthetic(DataModule):
         super().__init__(**feeding)
         self.sizes = (train_size, test_size)
         self.test_size = test_size
+        self.train_images = train_size
         self.noise = noise
         self.data_seed = data_seed
 

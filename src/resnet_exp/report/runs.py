@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from resnet_exp.errors import UserError
-from resnet_exp.runlog import METRICS, SETTING_KEYS, SUMMARY, TAGS, read_metrics
+from resnet_exp.runlog import METRICS, SETTING_KEYS, SUMMARY, TAGS, parse_metrics
 
 TRAIN, TEST = "train/error", "test/error"
 REQUIRED = ("model", "depth", "residual", "data", "seed", "max_iters")
@@ -92,15 +92,29 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     return [{"iteration": step, **values} for step, values in sorted(points.items()) if {TRAIN, TEST} <= set(values)]
 
 
-def load_run(run_dir: Path) -> Run:
-    """Raises ValueError or OSError when the files cannot say which net the curves belong to."""
+WARNING = "warning:"  # a problem line about a run that is still reported
+
+
+def load_run(run_dir: Path, problems: list[str] | None = None) -> Run:
+    """Raises ValueError or OSError when the files cannot say which net the curves belong to. What a reader
+    should still know of a readable run (skipped lines, an iteration written twice) is added to `problems`."""
     if not (run_dir / SUMMARY).is_file():
         raise ValueError(f"no {SUMMARY}, so its model and depth are unknown")
     summary = json.loads((run_dir / SUMMARY).read_text())
     missing = [field for field in REQUIRED if field not in summary]
     if missing:
         raise ValueError(f"{SUMMARY} lacks {', '.join(missing)}")
-    points = read_metrics(run_dir) if (run_dir / METRICS).is_file() else read_events(run_dir)
+    if (run_dir / METRICS).is_file():
+        points, bad = parse_metrics(run_dir)
+    else:
+        points, bad = read_events(run_dir), []
+    iterations = [point["iteration"] for point in points]
+    repeated = sorted({i for i in iterations if iterations.count(i) > 1})
+    if repeated:  # two processes wrote this run at once, before runs took a lock on their dir
+        bad.append(f"{run_dir / METRICS} repeats iteration{'s' * (len(repeated) > 1)} "
+                   f"{', '.join(map(str, repeated[:5]))}{' ...' * (len(repeated) > 5)}; its curves may be wrong")
+    if problems is not None:
+        problems.extend(f"{WARNING} {line}" for line in bad)
     return Run(run_dir, summary, points)
 
 
@@ -130,7 +144,7 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
                 problems.append(f"missing: {run_dir} (a job that has not written metrics yet)")
                 continue
             try:
-                run = load_run(run_dir)
+                run = load_run(run_dir, problems)
             except json.JSONDecodeError as e:
                 problems.append(f"skipped: {run_dir} (invalid JSON, perhaps still being written: {e})")
                 continue
@@ -151,7 +165,7 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
 def status_line(runs: Sequence[Run], problems: Sequence[str]) -> str:
     """One line saying how far a sweep has got: runs by status, plus jobs without files or points."""
     counts = Counter(run.status for run in runs)
-    counts.update(line.split(":", 1)[0] for line in problems if not line.startswith(tuple(counts)))
+    counts.update(line.split(":", 1)[0] for line in problems if not line.startswith((*counts, WARNING)))
     return "runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 

@@ -239,7 +239,9 @@ class Trainer:
         non-finite loss stops training here (`Diverged`). Called every `log_every` iterations."""
         loss_sum, wrong, images = self.meter.read()
         if not math.isfinite(loss_sum):
-            kept = f"The last good checkpoint is kept in {self.checkpoint_path}" if self.checkpoint_path else ""
+            has_checkpoint = self.checkpoint_path is not None and self.checkpoint_path.is_file()
+            kept = f"The last good checkpoint is kept in {self.checkpoint_path}" if has_checkpoint else (
+                "No checkpoint was written before it")
             raise Diverged(
                 f"training loss became {loss_sum / max(images, 1)} by iteration {self.iteration} "
                 f"(lr {self.schedule.lr(self.iteration - 1, self.base_lr):g}); lower optim.lr or check the data. "

@@ -1,0 +1,85 @@
+"""Whatever ends a run, summary.json says how; and a run dir belongs to one process at a time."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import FAST, compose_config, run_cli
+from omegaconf import DictConfig
+
+from resnet_exp.run import train
+from resnet_exp.runlock import RunDirInUse, lock_run_dir
+from resnet_exp.training import Diverged, Trainer
+from resnet_exp.training import checkpoint as checkpoint_module
+from resnet_exp.training.checkpoint import load_checkpoint
+
+
+def config(*overrides: str) -> DictConfig:
+    return compose_config(*FAST, "trainer.progress=false", *overrides)
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_an_exception_mid_run_is_recorded_as_failed_and_raised_unchanged(tmp_path: Path, monkeypatch) -> None:
+    step = Trainer.train_step
+
+    def failing_step(self: Trainer, *args, **kwargs):
+        if self.iteration == 3:
+            raise RuntimeError("injected: out of memory")
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_step", failing_step)
+    with pytest.raises(RuntimeError, match="injected: out of memory") as raised:
+        train(config("trainer.max_iters=6", "trainer.eval_every=2"), tmp_path, "synthetic")
+    assert raised.traceback[-1].name == "failing_step"  # the original traceback, not a re-raise elsewhere
+    ended = summary(tmp_path)
+    assert (ended["status"], ended["iterations"]) == ("failed", 3)
+    assert ended["failure"] == "RuntimeError: injected: out of memory"
+    assert ended["final_train_error"] is not None and "finished_at" in ended  # the evaluation at iteration 2
+
+
+def test_a_failed_checkpoint_write_ends_as_failed_and_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
+    save = checkpoint_module.torch.save
+
+    def disk_full(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)  # part of the file is written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+    assert summary(tmp_path)["status"] == "failed" and "No space left" in summary(tmp_path)["failure"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 2  # the previous one stays
+
+
+def test_divergence_before_any_checkpoint_does_not_promise_one(tmp_path: Path) -> None:
+    with pytest.raises(Diverged, match="No checkpoint was written") as raised:
+        train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40"), tmp_path, "synthetic")
+    assert "is kept in" not in str(raised.value)
+    assert summary(tmp_path)["status"] == "diverged"
+
+
+def test_a_second_process_on_a_run_dir_is_refused_naming_the_first(tmp_path: Path) -> None:
+    with lock_run_dir(tmp_path / "run"):  # as a run in progress holds it
+        proc = run_cli(*FAST, "trainer.max_iters=2", "trainer.eval_every=2", f"hydra.run.dir={tmp_path / 'run'}",
+                       cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("resnet-exp: error: run dir") and "in use by process" in line, proc.stderr
+    assert socket.gethostname() in line and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_the_lock_goes_with_its_process(tmp_path: Path) -> None:
+    held = lock_run_dir(tmp_path)
+    with pytest.raises(RunDirInUse, match=r"in use by process \d+ on"):
+        lock_run_dir(tmp_path)
+    held.close()  # what the kernel does when the holder dies, SIGKILL included
+    lock_run_dir(tmp_path).close()
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")  # the lock file stays
+    assert summary(tmp_path)["status"] == "completed"
