@@ -8,6 +8,7 @@ import pytest
 from conftest import FAST, compose_config, run_cli
 from omegaconf import DictConfig
 
+from resnet_exp.errors import CheckpointError
 from resnet_exp.run import train
 from resnet_exp.runlock import RunDirInUse, lock_run_dir
 from resnet_exp.training import Diverged, Trainer
@@ -83,3 +84,24 @@ def test_the_lock_goes_with_its_process(tmp_path: Path) -> None:
     lock_run_dir(tmp_path).close()
     train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")  # the lock file stays
     assert summary(tmp_path)["status"] == "completed"
+
+
+@pytest.mark.parametrize(("changed", "named"), [
+    (["model=plain20", "model.depth=8"], "model 'resnet8' -> 'plain8'; residual True -> False"),  # equal weights
+    (["optim.lr=0.05", "trainer.max_iters=8"], "lr 0.1 -> 0.05"),
+    (["seed=5"], "seed 0 -> 5"),
+])
+def test_resume_refuses_another_configuration_naming_each_difference(tmp_path: Path, changed: list[str],
+                                                                    named: str) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(CheckpointError, match="holds a run of another configuration") as refused:
+        train(config("trainer.max_iters=4", "trainer.eval_every=2", *changed), tmp_path, "synthetic")
+    assert named in str(refused.value) and "trainer.resume=false" in str(refused.value)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # nothing rewritten
+
+
+def test_resume_may_extend_the_run(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+    extended = train(config("trainer.max_iters=6", "trainer.eval_every=2"), tmp_path, "synthetic")
+    assert (extended["status"], extended["iterations"], extended["max_iters"]) == ("completed", 6, 6)

@@ -132,12 +132,12 @@ def locked_train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int)
     """`train` once the run dir is this process's alone."""
     cost = step_cost(cfg, job_index)
     trainer = assemble(cfg, run_dir, job_index)
+    info = trainer.record = hparams(cfg, trainer, data_name)
     trainer.resume()
     settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
     if warning := emulation_warning(settings.precision, device):
         log.warning("%s", warning)
     predicted = run_seconds(cost, settings, trainer.iteration)
-    info = hparams(cfg, trainer, data_name)
     summary: dict[str, Any] = {
         **info,
         "params": count_parameters(model),

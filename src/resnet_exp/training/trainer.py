@@ -14,6 +14,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,10 @@ from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from resnet_exp.training.meter import Meter
 from resnet_exp.training.schedule import StepSchedule
 from resnet_exp.training.signals import Interrupted, StopRequests
+
+# Recorded settings a resumed run may change: the length (to extend a run), and what the hardware resolves (the
+# precision and memory format `auto` picks on the machine it resumes on).
+MAY_DIFFER_ON_RESUME = frozenset({"max_iters", "precision", "channels_last"})
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +152,9 @@ class Trainer:
         self.iteration = 0
         self.wall_time = 0.0
         self.meter = Meter(device)
+        # What defines the run (run.hparams): written into each checkpoint, and compared on resume, so that a run
+        # dir never holds two configurations. None: not recorded (a throwaway trainer).
+        self.record: dict[str, Any] | None = None
         # Intermediate evaluations may use a fixed subset of the evaluation set (the same images in every run);
         # the last one always uses all of it.
         self.interim_eval = batches.eval.subset(settings.eval_images) if settings.eval_images else batches.eval
@@ -159,6 +167,7 @@ class Trainer:
             log.warning("trainer.resume=false: starting afresh, overwriting %s", self.checkpoint_path.parent.parent)
             return
         state = load_checkpoint(self.checkpoint_path)
+        self.check_same_run(state.get("run"))
         check_zero_channels(self.model, state, str(self.checkpoint_path))
         try:
             self.model.load_state_dict(state["model"])
@@ -179,6 +188,20 @@ class Trainer:
         self.meter.window = list(state["window"])
         log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
 
+    def check_same_run(self, recorded: dict[str, Any] | None) -> None:
+        """Refuse to continue a checkpoint of another configuration, naming each differing setting, old and new.
+        Only what cannot change what was trained so far may differ (`MAY_DIFFER_ON_RESUME`)."""
+        if recorded is None or self.record is None:
+            return
+        differ = [f"{key} {recorded.get(key)!r} -> {self.record.get(key)!r}"
+                  for key in sorted(recorded.keys() | self.record.keys())
+                  if key not in MAY_DIFFER_ON_RESUME and recorded.get(key) != self.record.get(key)]
+        if differ:
+            raise CheckpointError(
+                f"run dir {str(self.checkpoint_path.parent.parent)!r} holds a run of another configuration "
+                f"({'; '.join(differ)}); run with its own settings to continue it, or start afresh with "
+                "trainer.resume=false or another hydra.run.dir")
+
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -194,6 +217,7 @@ class Trainer:
             "rng": rng,
             "wall_time": self.wall_time,
             "window": list(self.meter.window),
+            "run": self.record,
         }
 
     def set_lr(self) -> float:
