@@ -133,7 +133,7 @@ def test_resume_continues_to_identical_weights_and_metrics(tmp_path: Path) -> No
 
 def test_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
     train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
-    with pytest.raises(CheckpointError, match=r"another model.*resnet8.*plain14"):
+    with pytest.raises(CheckpointError, match=r"another configuration.*model 'resnet8' -> 'plain14'"):
         train(config("model=plain20", "model.depth=14", "trainer.max_iters=4"), tmp_path, "synthetic")
 
 
@@ -149,7 +149,8 @@ def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(tmp_path: P
     train(config("trainer.max_iters=5", "trainer.eval_every=5"), tmp_path, "synthetic")
     good = state_hash(tmp_path)
     with pytest.raises(Diverged, match=r"training loss became (nan|inf).*lower optim.lr"):
-        train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40"), tmp_path, "synthetic")
+        train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40", "trainer.resume=false"),
+              tmp_path, "synthetic")  # starts afresh in the same dir, and diverges before its first checkpoint
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and "optim.lr" in summary["failure"]
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 5  # the good one, untouched

@@ -71,6 +71,8 @@ def hparams(cfg: DictConfig, trainer: Trainer, data_name: str) -> dict[str, Any]
 
 def seeded_model(cfg: DictConfig) -> nn.Module:
     """The net of `cfg` with the weights its run starts from: seeded by `cfg.seed`, then built."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed!r} is not a seed; accepted: a non-negative integer, e.g. seed=0")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     return build(cfg.model)

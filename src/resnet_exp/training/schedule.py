@@ -30,6 +30,9 @@ class StepSchedule:
         warmup_until_error: float = 80.0,
         warmup_iters: int = 0,
     ) -> None:
+        if isinstance(milestones, str) or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
+            raise ConfigError(f"schedule.milestones={milestones!r} is not a list of iterations; accepted: a list of "
+                              "positive, increasing integers, e.g. [32000,48000]")
         milestones = list(milestones)
         if any(m <= 0 for m in milestones) or milestones != sorted(set(milestones)):
             raise ConfigError(f"schedule.milestones={milestones} must be positive and increasing, e.g. [32000,48000]")

@@ -167,8 +167,8 @@ class Trainer:
             log.warning("trainer.resume=false: starting afresh, overwriting %s", self.checkpoint_path.parent.parent)
             return
         state = load_checkpoint(self.checkpoint_path)
+        check_zero_channels(self.model, state, str(self.checkpoint_path))  # first: its message says the fix
         self.check_same_run(state.get("run"))
-        check_zero_channels(self.model, state, str(self.checkpoint_path))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
