@@ -250,3 +250,11 @@ def test_start_on_a_net_without_cifar_blocks_is_one_line_naming_start(
                  "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "tv_resnet18" in err and "start measures their blocks" in err and "responses and lesion" not in err
+
+
+def test_a_corrupt_checkpoint_says_what_the_analysis_user_can_do(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path, "resnet20")
+    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    assert main(["responses", str(run), "--device", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "last.pt' cannot be read" in line and "analyse another run, or rerun this one" in line

@@ -98,7 +98,8 @@ class Workbench:
                 f"run dir {str(run_dir)!r} has no checkpoint {str(CHECKPOINT)!r}: the run has not reached its first "
                 "evaluation (trainer.eval_every) yet; for nets at initialisation use `gradients --init`"
             )
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, remedy="analyse another run, or rerun this one (resnet-exp with its "
+                                "hydra.run.dir and trainer.resume=false) to write a whole checkpoint")
         model = build(cfg.model)
         saved = state.get("zero_channels") or UNRECORDED_ZERO_CHANNELS
         if getattr(model, "zero_channels", None) not in (None, saved):

@@ -25,14 +25,18 @@ def save_checkpoint(state: dict, path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Read a checkpoint onto the CPU; any unreadable file becomes one clear error naming it."""
+RESUME_REMEDY = "delete it, or start afresh with trainer.resume=false"
+
+
+def load_checkpoint(path: Path, remedy: str = RESUME_REMEDY) -> dict:
+    """Read a checkpoint onto the CPU; any unreadable file becomes one clear error naming it and ending with
+    `remedy`, what the reading command's user can do (the trainer's default; the analyses say their own)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zips, foreign pickles and bad tensors all raise different types
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}); it is corrupt or not a resnet-exp "
-            "checkpoint: delete it, or start afresh with trainer.resume=false"
+            f"checkpoint: {remedy}"
         ) from e
     if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a resnet-exp checkpoint (no model/iteration)")
