@@ -2,6 +2,8 @@
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,10 +79,14 @@ def test_a_second_process_on_a_run_dir_is_refused_naming_the_first(tmp_path: Pat
 
 
 def test_the_lock_goes_with_its_process(tmp_path: Path) -> None:
-    held = lock_run_dir(tmp_path)
-    with pytest.raises(RunDirInUse, match=r"in use by process \d+ on"):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from pathlib import Path; from resnet_exp.runlock "
+                               f"import lock_run_dir; lock = lock_run_dir(Path({str(tmp_path)!r})); print('locked', "
+                               "flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"  # it holds the lock now
+    with pytest.raises(RunDirInUse, match=rf"in use by process {holder.pid} on"):
         lock_run_dir(tmp_path)
-    held.close()  # what the kernel does when the holder dies, SIGKILL included
+    holder.kill()  # SIGKILL: no handler runs, the kernel drops the lock
+    holder.wait()
     lock_run_dir(tmp_path).close()
     train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")  # the lock file stays
     assert summary(tmp_path)["status"] == "completed"
@@ -105,3 +111,15 @@ def test_resume_may_extend_the_run(tmp_path: Path) -> None:
     train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
     extended = train(config("trainer.max_iters=6", "trainer.eval_every=2"), tmp_path, "synthetic")
     assert (extended["status"], extended["iterations"], extended["max_iters"]) == ("completed", 6, 6)
+
+
+def test_a_run_dir_that_cannot_be_written_ends_as_failed_in_one_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").touch()  # a file where the checkpoint folder goes: unwritable, even for root
+    proc = run_cli(*FAST, "trainer.max_iters=4", "trainer.eval_every=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"resnet-exp: error: File exists: '{run_dir / 'checkpoints'}'; resnet-exp writes its run there")
+    assert "Traceback" not in proc.stderr
+    assert summary(run_dir)["status"] == "failed" and summary(run_dir)["failure"].startswith("FileExistsError")

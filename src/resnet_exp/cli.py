@@ -42,18 +42,22 @@ def main(cfg: DictConfig) -> float | None:
     except Interrupted as e:
         print(f"resnet-exp: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
-    except OSError as e:  # a run dir or checkpoint folder that cannot be written; the traceback is in cli.log
-        print(f"resnet-exp: error: {e.strerror or e}: {e.filename!r}; resnet-exp writes its run there, so it must "
-              "be a writable folder (choose another with hydra.run.dir, or hydra.sweep.dir in a sweep)",
-              file=sys.stderr)
-        sys.exit(2)
-    except (UserError, Diverged) as e:
+    except (UserError, Diverged, OSError) as e:
+        message = unwritable(e) if isinstance(e, OSError) else str(e)
         if sweeping:  # the other jobs go on; the sweep's end counts this one (sweep.SweepStart)
-            log.error("job %d failed: %s", job_index, e)
-            record_failure(run_dir, job_index, str(e))
+            log.error("job %d failed: %s", job_index, message)
+            record_failure(run_dir, job_index, message)
             return None
-        print(f"resnet-exp: error: {e}", file=sys.stderr)
+        print(f"resnet-exp: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def unwritable(e: OSError) -> str:
+    """A failed write in the run dir (a folder that cannot be written, a full disk) as one line: the file and
+    what to do, where a traceback would only show our own write calls."""
+    where = f": {e.filename!r}" if e.filename else ""
+    return (f"{e.strerror or e}{where}; resnet-exp writes its run there, so it needs a writable folder with room "
+            "(choose another with hydra.run.dir, or hydra.sweep.dir in a sweep)")
 
 
 if __name__ == "__main__":

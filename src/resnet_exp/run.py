@@ -169,7 +169,9 @@ def locked_train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int)
         finish(runlog, summary, trainer, "interrupted", "stopped at once by a second Ctrl-C")
         raise
     except BaseException as e:  # out of memory, a failed write, a bug: recorded, then raised unchanged
-        log.error("the run failed at iteration %d", trainer.iteration, exc_info=True)
+        # A failed write (OSError) is the user's to fix and the CLI says it in one line; anything else may be a
+        # bug, so its traceback goes to the log (cli.log) as raised.
+        log.error("the run failed at iteration %d: %s", trainer.iteration, e, exc_info=not isinstance(e, OSError))
         finish(runlog, summary, trainer, "failed", f"{type(e).__name__}: {e}")
         raise
     status = {Diverged: "diverged", Interrupted: "interrupted"}.get(type(ended), "completed")

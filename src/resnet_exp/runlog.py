@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 from tqdm import tqdm
+
+from resnet_exp.atomic import replaced
 
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
@@ -62,13 +63,8 @@ def format_duration(seconds: float) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with replaced(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:  # the previous file stays whole, and no temporary file is left behind
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def parse_metrics(run_dir: Path) -> tuple[list[dict], list[str]]:

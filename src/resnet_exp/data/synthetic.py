@@ -65,11 +65,10 @@ class Synthetic(DataModule):
         **feeding: Any,
     ) -> None:
         super().__init__(**feeding)
-        self.sizes = (train_size, test_size)
-        self.test_size = test_size
         self.train_images = train_size
+        self.test_size = test_size
         self.noise = noise
         self.data_seed = data_seed
 
     def read(self) -> ImageData:
-        return make_synthetic(*self.sizes, noise=self.noise, seed=self.data_seed)
+        return make_synthetic(self.train_images, self.test_size, noise=self.noise, seed=self.data_seed)

@@ -49,9 +49,9 @@ def kept_elements(model: nn.Module, batch: int) -> int:
 def cifar_footprint(settings: dict, batch_size: int) -> Footprint:
     """The footprint of `CifarResNet(**settings)` training on batches of `batch_size`, from its n=1 and n=2
     twins."""
-    block = settings.get("block", "basic")
-    n = check_depth(settings.get("depth", 20), block)
-    step = 6 if not block.endswith("bottleneck") else 9
+    depth = settings.get("depth", 20)
+    n = check_depth(depth, settings.get("block", "basic"))
+    step = (depth - 2) // n  # layers per block of each stage: depth = step * n + 2
     costs = []
     for twin_n in (1, 2):
         with torch.device("meta"):

@@ -109,7 +109,7 @@ def load_run(run_dir: Path, problems: list[str] | None = None) -> Run:
     else:
         points, bad = read_events(run_dir), []
     iterations = [point["iteration"] for point in points]
-    repeated = sorted({i for i in iterations if iterations.count(i) > 1})
+    repeated = sorted(i for i, times in Counter(iterations).items() if times > 1)
     if repeated:  # two processes wrote this run at once, before runs took a lock on their dir
         bad.append(f"{run_dir / METRICS} repeats iteration{'s' * (len(repeated) > 1)} "
                    f"{', '.join(map(str, repeated[:5]))}{' ...' * (len(repeated) > 5)}; its curves may be wrong")

@@ -7,22 +7,17 @@ from pathlib import Path
 
 import torch
 
+from resnet_exp.atomic import replaced
 from resnet_exp.errors import CheckpointError
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Replace `path` only once the new file is complete, so a kill mid-write keeps the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk or a folder gone read-only: the previous checkpoint is what stays
-        tmp.unlink(missing_ok=True)
-        raise
+    with replaced(path) as tmp, tmp.open("wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 RESUME_REMEDY = "delete it, or start afresh with trainer.resume=false"
