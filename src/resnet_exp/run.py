@@ -27,7 +27,7 @@ from resnet_exp.models.footprint import cifar_footprint, memory_limit
 from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
 from resnet_exp.runlock import lock_run_dir
-from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, format_duration, read_metrics
+from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, format_duration, read_metrics, read_summary
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
 
@@ -137,6 +137,13 @@ def locked_train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int)
     info = trainer.record = hparams(cfg, trainer, data_name)
     trainer.resume()
     settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
+    if trainer.iteration >= settings.max_iters and trainer.pending is None:
+        done = read_summary(run_dir)
+        if done and done.get("status") == "completed" and done.get("iterations") == trainer.iteration:
+            # asked for again (a sweep rerun to fill its gaps): nothing is rewritten, no event file is added
+            log.info("run dir %s holds this run, completed at iteration %d: nothing to do", run_dir,
+                     trainer.iteration)
+            return done
     if warning := emulation_warning(settings.precision, device):
         log.warning("%s", warning)
     predicted = run_seconds(cost, settings, trainer.iteration)

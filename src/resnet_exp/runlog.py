@@ -67,6 +67,15 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run dir's summary.json; None where there is none or it cannot be read as one."""
+    try:
+        summary = json.loads((Path(run_dir) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
 def parse_metrics(run_dir: Path) -> tuple[list[dict], list[str]]:
     """The evaluation points of a run's metrics.jsonl, and one line per line that is not a point (a line cut by a
     full disk, or appended by hand), which is skipped so that the rest of the run stays readable."""

@@ -155,6 +155,9 @@ class Trainer:
         # What defines the run (run.hparams): written into each checkpoint, and compared on resume, so that a run
         # dir never holds two configurations. None: not recorded (a throwaway trainer).
         self.record: dict[str, Any] | None = None
+        # An evaluation point whose training window is measured but whose evaluation a signal cut short: kept in
+        # the checkpoint and evaluated first on resume.
+        self.pending: dict[str, Any] | None = None
         # Intermediate evaluations may use a fixed subset of the evaluation set (the same images in every run);
         # the last one always uses all of it.
         self.interim_eval = batches.eval.subset(settings.eval_images) if settings.eval_images else batches.eval
@@ -186,6 +189,7 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.wall_time = float(state["wall_time"])
         self.meter.window = list(state["window"])
+        self.pending = state.get("pending_eval")
         log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
 
     def check_same_run(self, recorded: dict[str, Any] | None) -> None:
@@ -218,6 +222,7 @@ class Trainer:
             "wall_time": self.wall_time,
             "window": list(self.meter.window),
             "run": self.record,
+            "pending_eval": self.pending,
         }
 
     def set_lr(self) -> float:
@@ -276,16 +281,24 @@ class Trainer:
         return loss_sum / max(images, 1), error
 
     @torch.no_grad()
-    def evaluate(self, batches: EvalBatches | None = None) -> tuple[float, float]:
+    def evaluate(
+        self, batches: EvalBatches | None = None, stop: StopRequests | None = None
+    ) -> tuple[float, float] | None:
         """Loss and error (%) on `batches` (default: the whole evaluation set), in eval mode (BN running
-        statistics)."""
+        statistics). None when a stop request (`stop`) comes first: it is checked between batches, so a signal is
+        answered within one batch, not after an evaluation of many thousand images."""
         batches = batches or self.batches.eval
         self.net.eval()
         totals = torch.zeros(2, device=self.device)
-        for x, y in batches:
-            logits = self.forward(x)
-            totals += torch.stack([F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().float()])
-        self.net.train()
+        try:
+            for x, y in batches:
+                if stop is not None and stop.signum is not None:
+                    return None
+                logits = self.forward(x)
+                totals += torch.stack(
+                    [F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) != y).sum().float()])
+        finally:
+            self.net.train()
         loss_sum, wrong = totals.tolist()
         n = len(batches)
         return loss_sum / n, 100.0 * wrong / n
@@ -295,6 +308,14 @@ class Trainer:
         if self.checkpoint_path is not None:
             save_checkpoint(self.state_dict(), self.checkpoint_path)
 
+    def interrupted(self, signum: int, during: str = "") -> Interrupted:
+        where = f"hydra.run.dir={self.checkpoint_path.parent.parent}" if self.checkpoint_path else "its run dir"
+        return Interrupted(
+            signum,
+            f"stopped by {signal.Signals(signum).name} at iteration {self.iteration}{during}, checkpoint saved; to "
+            f"resume, run the same command with {where}",
+        )
+
     def fit(self, runlog: RunLog, stop: StopRequests) -> None:
         """Train to `max_iters`, evaluating and checkpointing every `eval_every` (the points go to `runlog`).
 
@@ -302,17 +323,14 @@ class Trainer:
         """
         s = self.settings
         started = time.perf_counter() - self.wall_time
+        if self.pending is not None:  # the evaluation a signal cut short, redone before training goes on
+            self.finish_evaluation(runlog, stop, started)
         self.net.train()
         while self.iteration < s.max_iters:
             if stop.signum is not None:
                 self.meter.read()
                 self.save(started)
-                where = f"hydra.run.dir={self.checkpoint_path.parent.parent}" if self.checkpoint_path else "its run dir"
-                raise Interrupted(
-                    stop.signum,
-                    f"stopped by {signal.Signals(stop.signum).name} at iteration {self.iteration}, checkpoint "
-                    f"saved; to resume, run the same command with {where}",
-                )
+                raise self.interrupted(stop.signum)
             # Gradient norms at the first step (initialisation) and at every progress read.
             measure = s.log_grad_norms and (self.iteration == 0 or (self.iteration + 1) % s.log_every == 0)
             step = self.train_step(measure)
@@ -325,17 +343,31 @@ class Trainer:
             runlog.tick(self.iteration, step.images)
             if at_eval:
                 train_loss, train_error = self.meter.take_window()
-                evaluation = self.batches.eval if self.iteration == s.max_iters else self.interim_eval
-                test_loss, test_error = self.evaluate(evaluation)
-                point = {
-                    "train/loss": train_loss,
-                    "train/error": train_error,
-                    "test/loss": test_loss,
-                    "test/error": test_error,
-                    "test/images": len(evaluation),
-                    "lr": step.lr,
-                    "epoch": self.batches.train.epoch,
-                }
-                runlog.record(self.iteration, point)
-                self.save(started)
+                self.pending = {"train/loss": train_loss, "train/error": train_error, "lr": step.lr,
+                                "epoch": self.batches.train.epoch, "all_images": self.iteration == s.max_iters}
+                self.finish_evaluation(runlog, stop, started)
         self.wall_time = time.perf_counter() - started
+
+    def finish_evaluation(self, runlog: RunLog, stop: StopRequests, started: float) -> None:
+        """Evaluate for the training window in `self.pending`, record the point and checkpoint. A stop request
+        during the evaluation checkpoints with the point still pending instead, so that the resumed run evaluates
+        it first: no point is lost or written twice, and the final evaluation's run ends interrupted."""
+        pending = self.pending
+        evaluation = self.batches.eval if pending["all_images"] else self.interim_eval
+        result = self.evaluate(evaluation, stop)
+        if result is None:
+            self.save(started)
+            raise self.interrupted(stop.signum, " during its evaluation (redone on resume)")
+        test_loss, test_error = result
+        point = {
+            "train/loss": pending["train/loss"],
+            "train/error": pending["train/error"],
+            "test/loss": test_loss,
+            "test/error": test_error,
+            "test/images": len(evaluation),
+            "lr": pending["lr"],
+            "epoch": pending["epoch"],
+        }
+        runlog.record(self.iteration, point)
+        self.pending = None
+        self.save(started)
