@@ -18,7 +18,7 @@ DEMO_DIR ?= outputs/demo
 RUNS ?= $(DEMO_DIR)
 OUT ?= $(RUNS)/degradation.png
 
-.PHONY: help install demo predict test test-all lint train sweep plot bench gpu-check tensorboard clean
+.PHONY: help install demo predict test test-all lint train sweep plot bench profile gpu-check tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -57,7 +57,10 @@ plot: install  ## figure + table from runs: make plot RUNS=outputs/multirun/<dat
 	$(BIN)/python scripts/plot_degradation.py $(RUNS) --out $(OUT)
 
 bench: install  ## throughput of our training path against a plain torchvision reference (JSON in outputs/)
-	$(BIN)/python scripts/benchmark.py $(ARGS)
+	$(BIN)/python -m resnet_exp.tools.benchmark $(ARGS)
+
+profile: install  ## where a training step's time goes, by operator family (JSON in outputs/)
+	$(BIN)/python -m resnet_exp.tools.step_profile $(ARGS)
 
 gpu-check: install  ## on a GPU (about 5 min): CUDA tests, CUDA benchmark, quick preset on CUDA; report in outputs/gpu_check/
 	$(BIN)/python scripts/gpu_check.py $(ARGS)

@@ -2,17 +2,17 @@
 
     python scripts/gpu_check.py                      # every step, report in outputs/gpu_check/ (or --out)
     python scripts/gpu_check.py --steps tests bench  # a subset (e.g. when the real CIFAR-10 is not there yet)
-    python scripts/gpu_check.py --dry-run            # on a CPU, tiny sizes: the script itself is tested
+    python scripts/gpu_check.py --dry-run            # on a CPU, tiny sizes: checks the script itself
 
 Steps, each run as its own process (a crash or a timeout in one leaves the others and the report):
 - `tests`: the tests marked `cuda` (the CUDA run contract);
-- `bench`: `scripts/benchmark.py --device cuda` for ResNet-20 and ResNet-56: fp32 and bf16, K nets batched;
-  `compile`: the compiled step of ResNet-20 (its compile time is the warm-up);
+- `bench`: `python -m resnet_exp.tools.benchmark --device cuda` for ResNet-20 and ResNet-56: fp32 and bf16, K
+  nets batched; `compile`: the compiled step of ResNet-20 (its compile time is the warm-up);
 - `quick`: the quick preset (`experiment=degradation_quick`) of ResNet-56 and plain-56 on the real CIFAR-10,
   whose final training errors are set beside the CPU runs' (three seeds, docs/results.md).
 
-The report, `gpu_check.json` and `gpu_check.md`, is rewritten after every step, so a run cut short keeps
-what it measured.
+The report, `gpu_check.json` and `gpu_check.md` in `--out`, is rewritten after every step, so a run cut short
+keeps what it measured. A dry run skips `tests` and `compile`, which check nothing on a CPU.
 """
 
 from __future__ import annotations
@@ -40,15 +40,18 @@ CPU_QUICK = {"resnet56": (23.80, 25.66, 23.28), "plain56": (64.66, 66.78, 61.11)
 # A CUDA run draws its own augmentation and shuffling (the generator lives on the device): another seed, in
 # effect, so it is held to the CPU seeds' range widened by this many points.
 QUICK_MARGIN = 3.0
+# The options of each step's command in a dry run and in a full one; None: the step is skipped.
 DRY = {
-    "bench": ["--device", "cpu", "--models", "resnet8", "--batch-size", "16", "--iters", "1", "--repeats", "1",
-              "--warmup", "1", "--synthetic-train", "256", "--mm-size", "128", "--nets", "2",
+    "tests": None,  # on a CPU every CUDA test skips: nothing to learn
+    "bench": ["--device", "cpu", "--models", "resnet20", "--set", "model.depth=8", "--batch-size", "16", "--iters",
+              "1", "--repeats", "1", "--warmup", "1", "--synthetic-train", "256", "--mm-size", "128", "--nets", "2",
               "--variants", "ours-fp32", "batched-fp32"],
     "compile": None,  # compiling on a CPU takes minutes and checks nothing a GPU run needs
-    "quick": ["data=synthetic", "data.train_size=256", "data.test_size=64", "model.depth=8", "trainer.max_iters=4",
-              "trainer.eval_every=2", "trainer.device=cpu"],
+    "quick": ["data=synthetic", "data.train_size=256", "data.test_size=64", "model.depth=8", "trainer.batch_size=32",
+              "trainer.max_iters=4", "trainer.eval_every=2", "trainer.device=cpu"],
 }
 FULL = {
+    "tests": ["-m", "cuda", "-q", "-rA", "-s", "-p", "no:cacheprovider"],
     "bench": ["--device", "cuda", "--models", "resnet20", "resnet56", "--iters", "50", "--repeats", "3", "--warmup",
               "5", "--nets", "4", "--variants", "ours-fp32", "ours-bf16", "batched-fp32", "batched-bf16"],
     "compile": ["--device", "cuda", "--models", "resnet20", "--iters", "50", "--repeats", "3", "--warmup", "5",
@@ -69,23 +72,34 @@ def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> di
             "output": out[-6000:]}
 
 
+def options(args: argparse.Namespace, name: str) -> list[str] | None:
+    """The options of step `name`'s command in this run, None where the step is skipped."""
+    return (DRY if args.dry_run else FULL)[name]
+
+
 def step_tests(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    result = run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rA", "-s", "-p", "no:cacheprovider"],
-                 args.timeout)
-    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|errors?)", result["output"])}
-    result["counts"] = counts
-    result["loss_gaps"] = re.findall(r"^(\w+): max \|loss difference\|.*$", result["output"], re.M)
-    result["ok"] = result["exit"] == 0 and not counts.get("failed")
-    return result
+    tests = options(args, "tests")
+    if tests is None:
+        return {"ok": True, "skipped": "not in a dry run"}
+    result = run([sys.executable, "-m", "pytest", *tests], args.timeout)
+    return result | read_tests(result["exit"], result["output"])
+
+
+def read_tests(exit_code: int | str, output: str) -> dict[str, Any]:
+    """What the report keeps of pytest's output: the counts of its summary line, and whether all passed (a
+    nonzero exit or a timeout, a failure or an error is not ok)."""
+    counts = {kind.rstrip("s") if kind.startswith("error") else kind: int(n)
+              for n, kind in re.findall(r"(\d+) (passed|failed|skipped|errors?)", output)}
+    return {"counts": counts, "ok": exit_code == 0 and not counts.get("failed") and not counts.get("error")}
 
 
 def step_bench(args: argparse.Namespace, out: Path, name: str = "bench") -> dict[str, Any]:
-    options = (DRY if args.dry_run else FULL)[name]
-    if options is None:
+    bench = options(args, name)
+    if bench is None:
         return {"ok": True, "skipped": "not in a dry run"}
     json_path = out / f"{name}.json"
     env = {k: v for k, v in os.environ.items() if k != "RESNET_EXP_DATA"}  # the rates do not depend on pixels
-    result = run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), *options, "--json", str(json_path)],
+    result = run([sys.executable, "-m", "resnet_exp.tools.benchmark", *bench, "--json", str(json_path)],
                  args.timeout, env)
     result["ok"] = result["exit"] == 0 and json_path.is_file()
     if json_path.is_file():
@@ -113,7 +127,7 @@ def step_quick(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     for model in QUICK_MODELS:
         run_dir = out / "quick" / model
         overrides = ["experiment=degradation_quick", "hydra.mode=RUN", f"model={model}", f"hydra.run.dir={run_dir}",
-                     "trainer.progress=false", *(DRY if args.dry_run else FULL)["quick"]]
+                     "trainer.progress=false", *(options(args, "quick") or [])]
         result = run([sys.executable, "-m", "resnet_exp.cli", *overrides], args.timeout)
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
@@ -144,6 +158,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"{m['cuda']}, cuDNN {m['cudnn']}; {'dry run' if report['dry_run'] else 'full run'}.", ""]
     for name, step in report["steps"].items():
         lines += [f"## {name}: {'ok' if step.get('ok') else 'FAILED'}", ""]
+        if "skipped" in step:
+            lines += [f"skipped: {step['skipped']}", ""]
         if "rows" in step:
             lines += ["| model | variant | images/s | vs eager | % of peak | warm-up s |", "|---|---|---|---|---|---|"]
             for r in step["rows"]:
@@ -152,7 +168,7 @@ def markdown(report: dict[str, Any]) -> str:
                              f"{r['peak_pct']:.2f} | {r['warmup_s']:.1f} |")
             lines += [""]
         if "counts" in step:
-            lines += [f"tests: {step['counts']}; {'; '.join(step['loss_gaps']) or ''}", ""]
+            lines += [f"tests: {', '.join(f'{n} {kind}' for kind, n in step['counts'].items()) or 'none ran'}", ""]
         for model, r in step.get("runs", {}).items():
             s = r["summary"]
             lines.append(f"- {model}: {s.get('status')}, {s.get('iterations')} iterations, train error "

@@ -1,9 +1,9 @@
 """Where a training step's time goes: torch.profiler's operators grouped into the families one can act on.
 
-`scripts/benchmark.py --profile` uses it. Self times are summed per family (so nothing is counted twice), on
-the CPU from the CPU clock and on CUDA from the device's kernel times. oneDNN and cuDNN compute a convolution's
-input gradient and weight gradient in one `convolution_backward` call; `conv_backward_split` times the two
-separately on the net's own layer shapes, and the profiled backward time is divided in that ratio.
+`make profile` (`resnet_exp.tools.step_profile`) uses it. Self times are summed per family (so nothing is counted
+twice), on the CPU from the CPU clock and on CUDA from the device's kernel times. oneDNN and cuDNN compute a
+convolution's input gradient and weight gradient in one `convolution_backward` call; `conv_backward_split` times
+the two separately on the net's own layer shapes, and the profiled backward time is divided in that ratio.
 """
 
 from __future__ import annotations
