@@ -39,12 +39,41 @@ def test_joblib_runs_two_jobs_at_once(tmp_path: Path) -> None:
     assert [s["status"] for s in summaries(sweep)] == ["completed", "completed"]
 
 
-def test_slurm_launcher_composes_with_one_gpu_per_job() -> None:
-    launcher = compose_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", hydra=True).hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
-    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == ("gpu", 1, 1, 1)
-    assert launcher.timeout_min > 0 and launcher.mem_gb > 0 and launcher.cpus_per_task > 0
-    assert launcher.signal_delay_s >= 60 and launcher.max_num_timeout > 0
+class Submitted(Exception):
+    """Stops a SLURM sweep where submitit would call sbatch."""
+
+
+def test_slurm_sweep_asks_for_one_gpu_per_job_and_warns_before_the_time_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch script that the slurm launcher config makes submitit hand to sbatch for a two-job sweep."""
+    from hydra.utils import instantiate
+    from submitit.slurm.slurm import SlurmExecutor
+
+    from resnet_exp.training.signals import SIGNALS
+
+    submitted: dict = {}
+
+    def submit(executor: SlurmExecutor, command: str) -> None:
+        submitted["script"] = executor._make_submission_file_text(command, "test")
+        submitted["requeues"] = executor.max_num_timeout
+        raise Submitted
+
+    monkeypatch.setattr(SlurmExecutor, "_submit_command", submit)
+    cfg = compose_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path}",
+                         "hydra.launcher.setup=[source .venv/bin/activate]", hydra=True)
+    launcher = instantiate(cfg.hydra.launcher)
+    launcher.setup(hydra_context=None, task_function=None, config=cfg)
+    with pytest.raises(Submitted):
+        launcher.launch([["model=plain20"], ["model=resnet20"]], initial_job_idx=0)
+    sbatch = {line.removeprefix("#SBATCH ") for line in submitted["script"].splitlines() if line.startswith("#SBATCH")}
+    assert {"--partition=gpu", "--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=1", "--cpus-per-task=8",
+            "--mem=32GB", "--time=240", "--array=0-1%2"} <= sbatch
+    # SLURM warns with USR2 two minutes before the limit; the trainer checkpoints on it, submitit requeues the job.
+    assert "--signal=USR2@120" in sbatch and signal.SIGUSR2 in SIGNALS
+    assert submitted["requeues"] == 5
+    assert f"--output={tmp_path}/.submitit/%A_%a/%A_%a_0_log.out" in sbatch  # the logs go into the sweep dir
+    assert "# setup\nsource .venv/bin/activate\n" in submitted["script"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])

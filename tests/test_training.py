@@ -1,6 +1,9 @@
 """The trainer in-process: schedule, checkpoints, resume and divergence, on tiny synthetic runs."""
 
+import functools
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -8,9 +11,10 @@ import torch
 from conftest import FAST, compose_config
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
 
 from resnet_exp.errors import CheckpointError, ConfigError
-from resnet_exp.run import train
+from resnet_exp.run import assemble, train
 from resnet_exp.runlog import SETTING_KEYS
 from resnet_exp.training import Diverged, StepSchedule
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
@@ -175,12 +179,46 @@ def test_training_learns_the_synthetic_set(tmp_path: Path) -> None:
     assert summary["final_test_error"] < 50.0  # chance is 90%
 
 
-@pytest.mark.parametrize(("precision", "channels_last"), [("fp32", False), ("bf16", True)])
-def test_compute_paths_train(tmp_path: Path, precision: str, channels_last: bool) -> None:
-    cfg = config("trainer.max_iters=20", "trainer.eval_every=20", f"trainer.precision={precision}",
-                 f"trainer.channels_last={channels_last}")
-    summary = train(cfg, tmp_path, "synthetic")
-    assert summary["final_test_error"] < 80.0
+@functools.cache
+def compute_path_steps(precision: str, channels_last: bool) -> tuple[set[tuple[torch.dtype, bool]], list[float]]:
+    """20 training steps of the tiny run on one compute path: what every conv computed in (its output dtype, and
+    whether its input was channels_last) and the loss of each step. Cached: the fp32 reference serves every path."""
+    trainer = assemble(config(f"trainer.precision={precision}", f"trainer.channels_last={channels_last}"), None)
+    seen: set[tuple[torch.dtype, bool]] = set()
+
+    def record(conv: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        seen.add((out.dtype, args[0].dim() == 4 and args[0].is_contiguous(memory_format=torch.channels_last)))
+
+    for conv in (m for m in trainer.model.modules() if isinstance(m, nn.Conv2d)):
+        conv.register_forward_hook(record)
+    return seen, [float(trainer.train_step().loss) for _ in range(20)]
+
+
+@pytest.mark.parametrize(("precision", "channels_last", "dtype", "tolerance"), [
+    ("fp32", False, torch.float32, 0.0),
+    ("fp32", True, torch.float32, 5e-3),  # the same arithmetic in another order: apart by rounding
+    ("bf16", True, torch.bfloat16, 3e-2),  # bf16 keeps 8 bits of mantissa: 0.01 apart after 20 steps
+])
+def test_each_compute_path_computes_as_set_and_trains_as_fp32_does(
+    precision: str, channels_last: bool, dtype: torch.dtype, tolerance: float
+) -> None:
+    seen, losses = compute_path_steps(precision, channels_last)
+    assert seen == {(dtype, channels_last)}  # every conv of every step
+    assert losses == pytest.approx(compute_path_steps("fp32", False)[1], abs=tolerance)  # the accuracy reference
+    # From chance (ln 10 = 2.30) to about half of it in 20 steps.
+    assert losses[0] == pytest.approx(math.log(10), abs=0.1) and statistics.mean(losses[-5:]) < 1.5
+
+
+def test_the_papers_warmup_ends_at_the_first_progress_read_below_its_error(tmp_path: Path) -> None:
+    """`schedule=warmup` trains at lr 0.01 until a progress read (every `trainer.log_every`) finds the training
+    error since the previous read below 80%, then at 0.1. Evaluating at every read shows each read's error."""
+    train(config("schedule=warmup", "trainer.max_iters=24", "trainer.eval_every=2", "trainer.log_every=2",
+                 "trainer.eval_images=32"), tmp_path, "synthetic")
+    points = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in points] == list(range(2, 25, 2))
+    first_below = next(m["iteration"] for m in points if m["train/error"] < 80.0)
+    assert first_below == 16
+    assert [m["lr"] for m in points] == pytest.approx([0.01] * 8 + [0.1] * 4)  # iterations 2-16, then 18-24
 
 
 @pytest.mark.slow
