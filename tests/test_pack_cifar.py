@@ -1,4 +1,4 @@
-"""`scripts/pack_cifar.py`: packed and unpacked batches are the release's pixels, labels and order."""
+"""`dev/pack_cifar.py`: packed and unpacked batches are the release's pixels, labels and order."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import write_tiny_cifar
 
 from resnet_exp.data import read_cifar10
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pack_cifar.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "dev" / "pack_cifar.py"
 pack_cifar = runpy.run_path(str(SCRIPT))
 NAMES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
 

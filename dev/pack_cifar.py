@@ -1,17 +1,15 @@
-"""Carry CIFAR-10 to a machine without a network, in pieces smaller than the 163 MB archive, pixel for pixel.
+"""CIFAR-10's python release packed losslessly into files about half the size of the original batches, and back.
 
-    python scripts/pack_cifar.py pack $RESNET_EXP_DATA packed/part1 data_batch_1 data_batch_2 data_batch_3
-    python scripts/pack_cifar.py pack $RESNET_EXP_DATA packed/part2 data_batch_4 data_batch_5 test_batch
-    # there, after copying packed/ (each part ~52 MB):
-    python scripts/pack_cifar.py unpack packed/part1 data/cifar-10-batches-py
-    python scripts/pack_cifar.py unpack packed/part2 data/cifar-10-batches-py
+    python dev/pack_cifar.py pack $RESNET_EXP_DATA packed/part1 data_batch_1 data_batch_2 data_batch_3
+    python dev/pack_cifar.py pack $RESNET_EXP_DATA packed/part2 data_batch_4 data_batch_5 test_batch
+    python dev/pack_cifar.py unpack packed/part1 data/cifar-10-batches-py   # each part ~52 MB
+    python dev/pack_cifar.py unpack packed/part2 data/cifar-10-batches-py
 
 Each batch file of the official python release becomes a residual image and its labels: every pixel minus the
 LOCO-I (JPEG-LS) median prediction from its left, upper and upper-left neighbours, green and blue then minus the
 residual of the channel before, compressed with lzma: 17.2 MB a batch instead of 30.9 MB (xz alone: 23.2 MB).
 Unpacking rebuilds the pixels, checks them against the sha256 taken when packing, and writes a batch file that
-`read_cifar10` reads (it checks content, not the files' md5s). Needs numpy only. For taking the data set, in
-parts smaller than the original files, to a machine without a network (docs/gpu.md).
+`read_cifar10` reads (it checks content, not the files' md5s). Needs numpy only.
 """
 
 from __future__ import annotations
