@@ -1,9 +1,6 @@
-"""One device parser for the runner, the analyses and the benchmark: the same names accepted and refused."""
+"""One device parser for the runner, the analyses and the measuring tools: the same names accepted and refused."""
 
 from __future__ import annotations
-
-import runpy
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,18 +8,17 @@ import torch
 from resnet_exp.analysis.cli import main as analyze
 from resnet_exp.devices import resolve_device
 from resnet_exp.errors import ConfigError
+from resnet_exp.tools import benchmark, step_profile
 from resnet_exp.training import TrainerSettings
-
-benchmark = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"))
 
 
 @pytest.mark.parametrize("bad", ["tpu", "cuda:x", "CPU", "cuda:", "gpu0"])
 def test_every_tool_refuses_an_unknown_device_naming_it(bad: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(ConfigError, match=rf"trainer.device='{bad}' is not known; accepted: auto, cpu, cuda, cuda:N"):
         TrainerSettings(device=bad)
-    for tool in (analyze, benchmark["main"]):
+    for tool, args in ((analyze, ["responses", "run"]), (benchmark.main, []), (step_profile.main, [])):
         with pytest.raises(SystemExit) as exit_info:
-            tool(["--device", bad] if tool is benchmark["main"] else ["responses", "run", "--device", bad])
+            tool([*args, "--device", bad])
         assert exit_info.value.code == 2
         assert f"--device={bad!r} is not known; accepted: auto, cpu, cuda, cuda:N" in capsys.readouterr().err
 
