@@ -422,3 +422,16 @@ def test_a_run_whose_metrics_repeat_an_iteration_is_reported_with_a_warning(tmp_
     runs, problems = find_runs([tmp_path])
     assert len(runs) == 1
     assert problems == [f"warning: {run_dir / 'metrics.jsonl'} repeats iterations 2000, 4000; its curves may be wrong"]
+
+
+def test_out_naming_a_folder_writes_into_it_and_an_unwritable_out_is_one_line(sweep: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    assert figure_path(folder) == folder / "degradation.png"
+    (tmp_path / "a-file").write_text("")
+    proc = subprocess.run([str(REPORT_COMMAND), str(sweep), "--out", str(tmp_path / "a-file" / "fig.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        f"resnet-exp-report: error: cannot write '{tmp_path / 'a-file'}': File exists; choose another --out")
+    assert "Traceback" not in proc.stderr

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from resnet_exp.errors import CheckpointError
 from resnet_exp.run import train
-from resnet_exp.runlock import RunDirInUse, lock_run_dir
+from resnet_exp.rundir import RunDirInUse, lock_run_dir
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training import checkpoint as checkpoint_module
 from resnet_exp.training.checkpoint import load_checkpoint
@@ -79,7 +79,7 @@ def test_a_second_process_on_a_run_dir_is_refused_naming_the_first(tmp_path: Pat
 
 
 def test_the_lock_goes_with_its_process(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from pathlib import Path; from resnet_exp.runlock "
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from pathlib import Path; from resnet_exp.rundir "
                                f"import lock_run_dir; lock = lock_run_dir(Path({str(tmp_path)!r})); print('locked', "
                                "flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "locked\n"  # it holds the lock now

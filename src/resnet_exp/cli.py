@@ -5,6 +5,7 @@ the sweep's end then says how many failed (sweep.py) and exits with 1, without H
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def main(cfg: DictConfig) -> float | None:
     except Interrupted as e:
         print(f"resnet-exp: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
+    except KeyboardInterrupt:  # Ctrl-C before training started (while building the net), or a second one
+        print("resnet-exp: interrupted; a checkpoint it wrote stays, and the same command resumes from it",
+              file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except (UserError, Diverged, OSError) as e:
         message = unwritable(e) if isinstance(e, OSError) else str(e)
         if sweeping:  # the other jobs go on; the sweep's end counts this one (sweep.SweepStart)

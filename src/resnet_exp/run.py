@@ -7,6 +7,7 @@ runs it to the end and writes the run dir. `resnet-exp-analyze start` replays a 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from datetime import datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -26,7 +27,7 @@ from resnet_exp.models import count_parameters
 from resnet_exp.models.footprint import cifar_footprint, memory_limit
 from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
-from resnet_exp.runlock import lock_run_dir
+from resnet_exp.rundir import lock_run_dir
 from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, format_duration, read_metrics, read_summary
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
@@ -37,7 +38,8 @@ CIFAR_NET = "resnet_exp.models.CifarResNet"
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
-    """`instantiate`, unwrapping Hydra's wrapper so our own errors reach the user unchanged."""
+    """`instantiate`, after `check_keys`, unwrapping Hydra's wrapper so our own errors reach the user unchanged."""
+    check_keys(node, *kwargs)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -45,6 +47,30 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         raise
+
+
+def check_keys(node: DictConfig, *given: str) -> None:
+    """Refuse a key that what `node` builds does not take (a misspelt `+trainer.max_iter=5`), naming the keys it
+    does take; `given` are the arguments passed in code (the optimizer's parameters)."""
+    accepted = accepted_keys(get_object(node._target_))
+    group = node._key()
+    unknown = [key for key in node if not str(key).startswith("_") and accepted is not None and key not in accepted]
+    if unknown:
+        names = ", ".join(f"{group}.{name}" for name in accepted if name not in given)
+        raise ConfigError(f"{group}.{unknown[0]} is not a setting of {group} ({node._target_}); accepted: {names}")
+
+
+def accepted_keys(target: Any) -> list[str] | None:
+    """The keyword arguments `target` takes, following `**kwargs` handed on to a base class; None for any."""
+    functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
+    names: list[str] = []
+    for function in functions:
+        parameters = inspect.signature(function).parameters.values()
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name != "self" and p.name not in names]
+        if all(p.kind != p.VAR_KEYWORD for p in parameters):
+            return names
+    return None
 
 
 def hparams(cfg: DictConfig, trainer: Trainer, data_name: str) -> dict[str, Any]:
@@ -97,6 +123,7 @@ def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: Da
 
 def check_fits(cfg: DictConfig, device: torch.device) -> None:
     """Refuse a CIFAR net whose training cannot fit in `device`'s memory, before anything of it is allocated."""
+    check_keys(cfg.model)
     if cfg.model._target_ != CIFAR_NET:
         return  # torchvision's nets come in five fixed sizes, all small
     settings = OmegaConf.to_container(cfg.model, resolve=True)
@@ -125,7 +152,7 @@ def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) ->
     """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs.
 
     Before the first step it times a few steps of a copy (about 1% of a quick-preset run) to say how long the
-    run will take. The run holds the run dir's lock throughout (runlock.py)."""
+    run will take. The run holds the run dir's lock throughout (rundir.py)."""
     with lock_run_dir(run_dir):
         return locked_train(cfg, run_dir, data_name, job_index)
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from resnet_exp.errors import UserError
+from resnet_exp.report.figures import DEFAULT_FIGURE
 from resnet_exp.report.make import make_report
 from resnet_exp.report.paper import PAPER_ITERS, PAPER_XLIM, PAPER_YLIM
 
@@ -34,7 +35,7 @@ EPILOG = """\
 Next to OUT=<stem>.<ext> it also writes <stem>_depth.<ext> (final error against
 depth, plain vs residual), the table as <stem>.md and <stem>.csv (also on
 stdout), and one row per run (seed, final errors, wall time) as <stem>_runs.md.
-Exit code 2 when a path does not exist or holds no runs."""
+Exit code 2 when a path does not exist or holds no runs, or OUT cannot be written."""
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -44,8 +45,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR",
                         help="a run dir, a sweep dir (outputs/multirun/<date>/<time>) or outputs/; searched "
                         "recursively for run dirs with summary.json or metrics.jsonl")
-    parser.add_argument("--out", type=Path, default=Path("degradation.png"),
-                        help="figure file; the extension picks the format: .png, .pdf or .svg (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path(DEFAULT_FIGURE),
+                        help="figure file, or a folder to write %(default)s into; the extension picks the format: "
+                        ".png, .pdf or .svg (default: %(default)s)")
     parser.add_argument("--xlim", nargs=2, type=float, metavar=("LO", "HI"),
                         help="iteration range in the axis units (1e4 iterations, or 1e3 for runs shorter than 20k)")
     parser.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="error range in %%")
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         )
     except UserError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # --out in a folder that cannot be written, or a full disk
+        where = f" {str(e.filename)!r}" if e.filename else ""
+        print(f"{parser.prog}: error: cannot write{where}: {e.strerror or e}; choose another --out", file=sys.stderr)
         return 2
     print(markdown)
     print("wrote " + ", ".join(map(str, written)), file=sys.stderr)

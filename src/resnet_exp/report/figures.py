@@ -23,6 +23,7 @@ from resnet_exp.report.paper import PAPER_ITERS, PAPER_XLIM, PAPER_YLIM
 from resnet_exp.report.runs import TEST, TRAIN, Key, ReportError, Run, labels
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
+DEFAULT_FIGURE = "degradation.png"  # the figure's name where --out is a folder, and the default --out
 # Fixed colours for the paper's depths, so figures of different sweeps compare at a glance.
 DEPTH_COLORS = {20: "tab:orange", 32: "tab:blue", 44: "tab:green", 56: "tab:red", 110: "black"}
 SPARE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
@@ -34,8 +35,11 @@ Limits = tuple[float, float]
 
 
 def figure_path(out: str | Path) -> Path:
-    """`out` with .png added when it has no extension; the extension picks the format."""
+    """`out` with .png added when it has no extension, or `out`/degradation.png where `out` is a folder; the
+    extension picks the format."""
     out = Path(out)
+    if out.is_dir():
+        return out / DEFAULT_FIGURE
     if not out.suffix:
         return out.with_suffix(".png")
     if out.suffix.lower() not in FIGURE_FORMATS:

@@ -1,0 +1,56 @@
+"""User errors the CLI meets before training starts end in one line naming the bad value and what is accepted,
+with exit code 2 and no traceback; Ctrl-C there ends in one line too."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAST, run_cli
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("override", "named", "accepted"), [
+    ("+trainer.max_iter=5", "trainer.max_iter is not a setting of trainer", "trainer.max_iters"),
+    ("+model.widht=16", "model.widht is not a setting of model", "model.depth"),
+    ("+data.sise=5", "data.sise is not a setting of data", "data.train_size"),  # a key of the base class
+    ("+optim.lrr=0.1", "optim.lrr is not a setting of optim", "optim.lr"),
+])
+def test_a_misspelt_added_key_names_the_keys_its_group_takes(tmp_path: Path, override: str, named: str,
+                                                              accepted: str) -> None:
+    proc = run_cli(*FAST, override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    line = last_line(proc)
+    assert line.startswith(f"resnet-exp: error: {named}") and f" {accepted}," in line.split("accepted:")[1] + ","
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_an_output_dir_naming_a_file_is_one_line(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    key = f"hydra.{mode}.dir"
+    proc = run_cli(*(["-m"] if mode == "sweep" else []), *FAST, f"{key}={tmp_path / 'notes.txt' / 'run'}",
+                   cwd=tmp_path)
+    assert proc.returncode == 2
+    assert last_line(proc) == (f"resnet-exp: error: {key}='{tmp_path / 'notes.txt' / 'run'}' lies under "
+                               f"'{tmp_path / 'notes.txt'}', which is a file; accepted: a folder that exists or can "
+                               "be created")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+def test_ctrl_c_while_the_net_is_built_is_one_line(tmp_path: Path) -> None:
+    """The net's construction is where a large net spends its first seconds; Ctrl-C arrives there as
+    KeyboardInterrupt (injected here, as a real one cannot be timed to land in it)."""
+    code = ("import sys; import resnet_exp.run as run\n"
+            "def interrupted(cfg): raise KeyboardInterrupt\n"
+            "run.seeded_model = interrupted\n"
+            "from resnet_exp.cli import main\n"
+            f"sys.argv = ['resnet-exp', *{FAST!r}, 'hydra.run.dir={tmp_path / 'run'}']\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130
+    assert last_line(proc).startswith("resnet-exp: interrupted")
