@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,9 @@ def make_run(root: Path, model: str, checkpoint: bool = True) -> Path:
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
     if checkpoint:
-        save_checkpoint({"model": instantiate(cfg.model).state_dict(), "iteration": 0}, run / "checkpoints" / "last.pt")
+        model = instantiate(cfg.model)
+        save_checkpoint({"model": model.state_dict(), "zero_channels": model.zero_channels, "iteration": 0},
+                        run / "checkpoints" / "last.pt")
     return run
 
 
@@ -258,3 +261,17 @@ def test_a_corrupt_checkpoint_says_what_the_analysis_user_can_do(tmp_path: Path,
     assert main(["responses", str(run), "--device", "cpu"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "last.pt' cannot be read" in line and "analyse another run, or rerun this one" in line
+
+
+@pytest.mark.parametrize(("layout", "says"), [(None, "records no option-A layout"),
+                                              ("end", r"'end' side\(s\).*add model.zero_channels=end")])
+def test_a_checkpoint_of_no_or_another_option_a_layout_is_refused_as_on_resume(
+    tmp_path: Path, capsys, layout: str | None, says: str
+) -> None:
+    run = make_run(tmp_path, "resnet20")
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    save_checkpoint({**state, "zero_channels": layout}, path)
+    assert main(["responses", str(run), "--device", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.search(rf"checkpoint '{re.escape(str(path))}'.*{says}", line)

@@ -5,9 +5,9 @@ import torch
 from conftest import compose_config
 from hydra.utils import instantiate
 
-from resnet_exp.errors import ConfigError
+from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.models import CifarResNet, count_parameters
-from resnet_exp.models.cifar import ShortcutA
+from resnet_exp.models.cifar import ShortcutA, check_zero_channels
 
 PAPER_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 MODEL_CONFIGS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "model").glob("*[0-9].yaml"))
@@ -57,6 +57,18 @@ def test_default_layout_routes_input_channels_as_the_canonical_pytorch_net() -> 
 def test_bad_zero_channels_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"model.zero_channels='left'.*both, end"):
         CifarResNet(20, zero_channels="left")
+
+
+def test_a_checkpoint_of_another_or_no_recorded_option_a_layout_is_refused_in_one_line() -> None:
+    net = CifarResNet(8)
+    check_zero_channels(net, {"zero_channels": "both"}, "last.pt")
+    with pytest.raises(CheckpointError, match=r"'last.pt'.*'end' side.*add model.zero_channels=end") as other:
+        check_zero_channels(net, {"zero_channels": "end"}, "last.pt")
+    with pytest.raises(CheckpointError, match=r"'last.pt' records no option-A layout.*trainer.resume=false") as none:
+        check_zero_channels(net, {}, "last.pt")
+    assert "\n" not in str(other.value) + str(none.value)
+    for no_option_a in (CifarResNet(8, residual=False), CifarResNet(8, shortcut="B")):  # nothing depends on it
+        check_zero_channels(no_option_a, {}, "last.pt")
 
 
 def test_plain_net_has_no_shortcuts_and_layer_count_is_depth() -> None:

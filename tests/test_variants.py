@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from resnet_exp.errors import ConfigError
 from resnet_exp.models import CifarResNet, count_parameters
-from resnet_exp.models.cifar import BLOCKS, Block, projection
+from resnet_exp.models.cifar import BLOCKS, BasicBlock, PreActBasicBlock, projection
 from resnet_exp.models.torchvision_nets import torchvision_resnet
 
 # Configs whose names end in a letter are the variants; the bases they start from live in model/base/.
@@ -42,8 +42,12 @@ def test_every_block_and_shortcut_runs_with_plain_twin(block: str, shortcut: str
 def test_preact_resnet164_is_the_papers_size() -> None:
     net = CifarResNet(164, shortcut="B", block="preact-bottleneck")
     assert count_parameters(net) == 1_703_258
-    assert count_parameters(net) == pytest.approx(1.7e6, rel=0.01)
     assert net.name == "resnet164-preact-bottleneck-B"
+    # 18 blocks a stage; a projection only where each stage starts (16 -> 64, 64 -> 128, 128 -> 256 channels),
+    # a bare 1x1 conv: pre-activation nets put no BN after it (the next block's BN-ReLU follows the addition).
+    projections = {i: b.shortcut for i, b in enumerate(net.blocks) if not isinstance(b.shortcut, torch.nn.Identity)}
+    assert list(projections) == [0, 18, 36]
+    assert [count_parameters(p) for p in projections.values()] == [16 * 64, 64 * 128, 128 * 256]
 
 
 def test_bottleneck_layers_count_to_depth_and_expand_four_times() -> None:
@@ -53,6 +57,22 @@ def test_bottleneck_layers_count_to_depth_and_expand_four_times() -> None:
     assert [b.out_channels for b in net.blocks][::3] == [64, 128, 256]
     assert [b.conv2.kernel_size for b in net.blocks] == [(3, 3)] * 9
     assert net.fc.in_features == 256
+
+
+@pytest.mark.parametrize(
+    ("block", "bn_widths"),
+    [("basic", [32, 32]), ("preact", [16, 32]), ("bottleneck", [32, 32, 128]), ("preact-bottleneck", [64, 32, 32])],
+)
+def test_each_bn_normalises_its_convs_output_or_in_pre_activation_blocks_its_input(
+    block: str, bn_widths: list[int]
+) -> None:
+    """The first block of stage 2 takes 16 channels (64 after bottlenecks) to a stage width of 32 (128 out)."""
+    net = CifarResNet(SMALL_DEPTH[block], block=block, shortcut="B")
+    names = list(dict(net.blocks[1].named_children()))
+    layers = len(bn_widths)
+    # conv1, bn1, conv2, bn2[, conv3, bn3], shortcut: the order in which checkpoints store the optimizer state.
+    assert names == [f"{kind}{i}" for i in range(1, layers + 1) for kind in ("conv", "bn")] + ["shortcut"]
+    assert [getattr(net.blocks[1], f"bn{i}").num_features for i in range(1, layers + 1)] == bn_widths
 
 
 def test_option_d_projection_is_average_pool_then_unstrided_conv() -> None:
@@ -65,8 +85,8 @@ def test_option_d_projection_is_average_pool_then_unstrided_conv() -> None:
 
 def test_preact_block_has_no_relu_after_addition_and_zero_branch_is_identity() -> None:
     x = torch.randn(2, 16, 8, 8)
-    pre = Block(16, 16, 1, "preact", "A").eval()
-    post = Block(16, 16, 1, "basic", "A").eval()
+    pre = PreActBasicBlock(16, 16, 1, "A").eval()
+    post = BasicBlock(16, 16, 1, "A").eval()
     assert (pre(x) < 0).any()
     assert (post(x) >= 0).all()
     torch.nn.init.zeros_(pre.conv2.weight)
@@ -174,12 +194,10 @@ def test_deep_stem_trains_forward_and_backward() -> None:
     assert len(grads) == 3 + 2 * 3 and all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-def test_stem_option_from_config_and_former_cifar_stem() -> None:
+def test_stem_option_from_config_and_its_default() -> None:
     cfg = compose_config("model=tv_resnet18-cifar", "model.stem=deep")
     assert instantiate(cfg.model).name == "tv_resnet18-C"
-    # Runs saved before `stem` existed hold `cifar_stem`; they still build the same nets.
-    assert torchvision_resnet(18, cifar_stem=False).name == "tv_resnet18"
-    assert torchvision_resnet(18, cifar_stem=True).name == torchvision_resnet(18).name == "tv_resnet18-cifar"
+    assert torchvision_resnet(18).name == "tv_resnet18-cifar"
 
 
 @pytest.mark.parametrize(
@@ -189,7 +207,6 @@ def test_stem_option_from_config_and_former_cifar_stem() -> None:
         ({"stem": "wide"}, r"model.stem='wide'.*accepted: cifar, imagenet, deep"),
         ({"stem": "C"}, r"model.stem='C'.*accepted: cifar, imagenet, deep"),
         ({"stem": True}, r"model.stem=True.*accepted: cifar, imagenet, deep"),
-        ({"stem": "deep", "cifar_stem": True}, r"model.cifar_stem=True contradicts model.stem='deep'"),
         ({"residual": False}, r"model.residual=False.*true"),
         ({"shortcut": "A"}, r"model.shortcut='A'.*B"),
     ],

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from resnet_exp.data.batches import EvalBatches
 from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, UserError
-from resnet_exp.models.cifar import UNRECORDED_ZERO_CHANNELS, Block, CifarResNet
+from resnet_exp.models.cifar import Block, CifarResNet, check_zero_channels
 from resnet_exp.run import build, seeded_model
 from resnet_exp.training.checkpoint import load_checkpoint
 
@@ -101,9 +101,7 @@ class Workbench:
         state = load_checkpoint(path, remedy="analyse another run, or rerun this one (resnet-exp with its "
                                 "hydra.run.dir and trainer.resume=false) to write a whole checkpoint")
         model = build(cfg.model)
-        saved = state.get("zero_channels") or UNRECORDED_ZERO_CHANNELS
-        if getattr(model, "zero_channels", None) not in (None, saved):
-            model = build(cfg.model, zero_channels=saved)  # a run trained before the layout was recorded
+        check_zero_channels(model, state, str(path))  # the trainer's check on resume: one policy for both
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as e:

@@ -27,13 +27,16 @@ def removable(block: Block) -> bool:
     return block.shortcut is not None or not block.reshapes
 
 
+def shortcut_only(_branch: Tensor, shortcut: Tensor | None) -> Tensor:
+    """The addition of a block whose residual branch is deleted: the shortcut's output alone."""
+    assert shortcut is not None, "a plain block has no shortcut to keep"
+    return shortcut
+
+
 def without(block: Block, x: Tensor) -> Tensor:
-    """The block's output once its residual branch is deleted (the identity for a removable plain block)."""
-    if block.shortcut is None:
-        return x
-    _, skip = block.parts(x)
-    assert skip is not None
-    return block.finish(skip)
+    """The block's output once its residual branch is deleted (the identity for a removable plain block); what
+    follows the addition (ReLU in post-activation blocks) stays."""
+    return x if block.shortcut is None else block(x, add=shortcut_only)
 
 
 def lesioned(model: CifarResNet, x: Tensor, deleted: Collection[int]) -> Tensor:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from resnet_exp.analysis.common import Subject, cifar_blocks, forward, progress
 from resnet_exp.canvas import panels
-from resnet_exp.models.cifar import Block, CifarResNet
+from resnet_exp.models.cifar import Block, CifarResNet, add_shortcut
 
 
 class _Moments:
@@ -43,12 +43,14 @@ def measure_responses(model: CifarResNet, batches: Any) -> dict[str, dict[str, A
     count = 0
 
     def step(i: int, block: Block, x: Tensor) -> Tensor:
-        branch, skip = block.parts(x)
-        reference = skip if skip is not None else None if block.reshapes else x
-        if reference is not None:
-            norms = reference.flatten(1).norm(dim=1).clamp_min(torch.finfo(reference.dtype).tiny)
-            ratio_sums[i] += (branch.flatten(1).norm(dim=1) / norms).double().sum().cpu()
-        return block.finish(branch if skip is None else branch + skip)
+        def measured_add(branch: Tensor, skip: Tensor | None) -> Tensor:
+            reference = skip if skip is not None else None if block.reshapes else x
+            if reference is not None:
+                norms = reference.flatten(1).norm(dim=1).clamp_min(torch.finfo(reference.dtype).tiny)
+                ratio_sums[i] += (branch.flatten(1).norm(dim=1) / norms).double().sum().cpu()
+            return add_shortcut(branch, skip)
+
+        return block(x, add=measured_add)
 
     hooks = [m.register_forward_hook(lambda m, _, out: moments[m].add(out)) for m in moments]
     try:

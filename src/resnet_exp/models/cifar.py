@@ -4,33 +4,41 @@ A net is a 3x3 conv, three stages of n blocks with 16/32/64 filters on 32/16/8 m
 stride-2 convs), global average pooling and a 10-way linear layer. Plain and residual nets share every
 weighted layer; the residual one only adds shortcuts, so with option A both have the same parameters.
 
-Block kinds (`block`), each with a plain twin (`residual=False`):
+Block kinds (`block`), one class each, each with a plain twin (`residual=False`: the same class, no shortcut):
 
-- ``basic``: two 3x3 conv-BN layers, ReLU after the addition (He et al. 2016a, "Deep Residual Learning
-  for Image Recognition"); depth 6n+2.
-- ``bottleneck``: 1x1 (reduce to the stage width) - 3x3 - 1x1 (expand 4x) conv-BN layers (He et al. 2016a,
-  section 4.1), stride on the 3x3; depth 9n+2.
-- ``preact`` and ``preact-bottleneck``: the same layers as BN-ReLU-conv, nothing after the addition, and a
-  final BN-ReLU before pooling instead of the BN after the first conv (He et al. 2016b, "Identity Mappings
-  in Deep Residual Networks"; preact-bottleneck of depth 164 with option B is their ResNet-164, 1.7M
-  parameters). Where the shape changes the shortcut takes the pre-activated input, as in the authors' code.
+- ``basic`` (`BasicBlock`): two 3x3 conv-BN layers, ReLU after the addition (He et al. 2016a, "Deep Residual
+  Learning for Image Recognition"); depth 6n+2.
+- ``bottleneck`` (`Bottleneck`): 1x1 (reduce to the stage width) - 3x3 - 1x1 (expand 4x) conv-BN layers (He et
+  al. 2016a, section 4.1), stride on the 3x3; depth 9n+2.
+- ``preact`` and ``preact-bottleneck`` (`PreActBasicBlock`, `PreActBottleneck`): the same layers as
+  BN-ReLU-conv, nothing after the addition, and a final BN-ReLU before pooling instead of the BN after the
+  first conv (He et al. 2016b, "Identity Mappings in Deep Residual Networks"; preact-bottleneck of depth 164
+  with option B is their ResNet-164, 1.7M parameters). Where the shape changes the shortcut takes the
+  pre-activated input, as in the authors' code.
 
 Shortcuts where the shape changes (`shortcut`; identity elsewhere):
 
 - ``A``: identity, subsampled, zero channels added; no parameters (He et al. 2016a). The paper does not say
   where the zero channels go: ``zero_channels="both"`` (default) puts half before and half after the
   input's channels, as the canonical PyTorch CIFAR ResNet does (akamaster/pytorch_resnet_cifar10), so its
-  published weights run here unchanged; ``"end"`` appends them, as fb.resnet.torch does (this project's
-  layout before 2026-11-27; checkpoints that record no layout have it).
+  published weights run here unchanged; ``"end"`` appends them, as fb.resnet.torch does. Checkpoints record
+  their layout, and one of another layout is refused (`check_zero_channels`).
 - ``B``: a strided 1x1 conv projection, followed by BN in post-activation nets (He et al. 2016a).
 - ``D``: 2x2 average pooling, then a 1x1 conv projection of stride 1, so no activation is skipped by the
   stride (ResNet-D of Tong He et al. 2019, "Bag of Tricks for Image Classification with CNNs").
 
 `name` spells the net as the configs do: ``resnet56``, ``plain20``, with ``-<block>`` for blocks other than
 basic and ``-B``/``-D`` for residual nets with those shortcuts, e.g. ``resnet164-preact-bottleneck-B``.
+
+The layers keep the names conv1/bn1, conv2/bn2[, conv3/bn3] and shortcut in every block kind, registered in
+that order, so that checkpoints (weights, and the optimizer state, which is stored in parameter order) and the
+published weights (`published.py`) load.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,27 +46,18 @@ from torch import Tensor, nn
 
 from resnet_exp.errors import CheckpointError, ConfigError
 
-BLOCKS = ("basic", "bottleneck", "preact", "preact-bottleneck")
 SHORTCUTS = ("A", "B", "D")
 ZERO_CHANNELS = ("both", "end")
-UNRECORDED_ZERO_CHANNELS = "end"  # the layout of checkpoints written before the layout was recorded
 WIDTHS = (16, 32, 64)
 EXPANSION = 4  # bottleneck output channels per unit of stage width
 
+# The addition of a block, F(x) + shortcut(x), given F(x) and the shortcut's output (None in a plain block).
+Add = Callable[[Tensor, Tensor | None], Tensor]
 
-def check_depth(depth: int, block: str = "basic") -> int:
-    """Return the blocks per stage n for a depth of 6n+2 (9n+2 for bottlenecks), or raise with accepted depths."""
-    per_block = 3 if block.endswith("bottleneck") else 2
-    step = 3 * per_block
-    if not isinstance(depth, int) or depth < step + 2 or (depth - 2) % step:
-        examples = "8, 14, 20, 26, 32, 44, 56, 110, ... (the paper uses 20, 32, 44, 56, 110)"
-        if per_block == 3:
-            examples = "11, 20, 29, 38, ..., 164, ..., 1001 (He et al. 2016b use 164 and 1001)"
-        raise ConfigError(
-            f"model.depth={depth!r} is not of the form {step}n+2 with n >= 1 for model.block={block!r}; "
-            f"accepted: {examples}"
-        )
-    return (depth - 2) // step
+
+def add_shortcut(branch: Tensor, shortcut: Tensor | None) -> Tensor:
+    """F(x) + shortcut(x), the addition of He et al. 2016a, Fig. 2; F(x) alone in a plain block."""
+    return branch if shortcut is None else branch + shortcut
 
 
 class ShortcutA(nn.Module):
@@ -83,7 +82,7 @@ def projection(in_channels: int, out_channels: int, stride: int, pool: bool = Fa
     layers: list[nn.Module] = []
     if pool and stride > 1:
         layers.append(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False))
-    layers.append(nn.Conv2d(in_channels, out_channels, 1, stride=1 if pool else stride, bias=False))
+    layers.append(conv1x1(in_channels, out_channels, stride=1 if pool else stride))
     if bn:
         layers.append(nn.BatchNorm2d(out_channels))
     return nn.Sequential(*layers)
@@ -93,31 +92,35 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
 
-class Block(nn.Module):
-    """One block of any kind: layers conv1/bn1, conv2/bn2[, conv3/bn3], and a shortcut (None in a plain net).
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
-    `parts` returns the residual branch F(x) and the shortcut's output separately, and `finish` what follows
-    their sum (ReLU, or nothing in pre-activation blocks), so the analysis tools can measure and delete the
-    branch without a second definition of the block.
+
+class Block(nn.Module):
+    """What the four block kinds share: their shortcut, and the small interface the analyses use.
+
+    - `forward(x, add)`: the block, with its addition F(x) + shortcut replaced by `add(F(x), shortcut output)`
+      where an analysis passes its own (to measure the branch against the shortcut, or to delete the branch);
+    - `shortcut`: None in a plain block; `reshapes`: whether the block changes the shape of its input (a plain
+      block that does cannot be replaced by the identity); `out_channels`;
+    - `responses()`: the modules whose outputs are the layer responses of He et al. 2016a, Fig. 7.
+
+    A subclass defines its layers (`make_layers`), its `forward` and its `responses`.
     """
 
+    preact: ClassVar[bool]  # BN-ReLU before each conv (He et al. 2016b), rather than BN after it
+    expansion: ClassVar[int]  # output channels per unit of stage width
+    weighted_layers: ClassVar[int]  # convs on the residual branch: what one block adds to the net's depth
+
     def __init__(
-        self, in_channels: int, width: int, stride: int, kind: str, shortcut: str | None, zeros: str = "both"
+        self, in_channels: int, width: int, stride: int, shortcut: str | None = None, zeros: str = "both"
     ) -> None:
         super().__init__()
-        self.preact = kind.startswith("preact")
-        if kind.endswith("bottleneck"):
-            self.out_channels = width * EXPANSION
-            specs = [(1, in_channels, width, 1), (3, width, width, stride), (1, width, self.out_channels, 1)]
-        else:
-            self.out_channels = width
-            specs = [(3, in_channels, width, stride), (3, width, width, 1)]
-        for i, (kernel, cin, cout, s) in enumerate(specs, 1):
-            self.add_module(f"conv{i}", nn.Conv2d(cin, cout, kernel, stride=s, padding=kernel // 2, bias=False))
-            self.add_module(f"bn{i}", nn.BatchNorm2d(cin if self.preact else cout))
-        self.size = len(specs)
-        # A plain block is removable (replaceable by the identity) only where it keeps the shape.
+        self.out_channels = width * self.expansion
         self.reshapes = stride != 1 or in_channels != self.out_channels
+        self.make_layers(in_channels, width, stride)
+        # The shortcut of option `shortcut` (None: a plain block), registered after the layers: checkpoints
+        # store the optimizer state in parameter order.
         self.shortcut: nn.Module | None
         if shortcut is None:
             self.shortcut = None
@@ -128,38 +131,131 @@ class Block(nn.Module):
         else:
             self.shortcut = projection(in_channels, self.out_channels, stride, pool=shortcut == "D", bn=not self.preact)
 
-    def layers(self) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
-        """(conv, BN) pairs in order; in pre-activation blocks each BN comes before its conv."""
-        return [(getattr(self, f"conv{i}"), getattr(self, f"bn{i}")) for i in range(1, self.size + 1)]
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
+        """conv1, bn1, conv2, bn2[, conv3, bn3] of the kind, in that order (the names checkpoints hold)."""
+        raise NotImplementedError
+
+    def skip(self, x: Tensor) -> Tensor | None:
+        """The shortcut's output, None in a plain block."""
+        return None if self.shortcut is None else self.shortcut(x)
 
     def responses(self) -> list[nn.Module]:
         """Modules whose outputs are the layer responses of He et al. 2016a, Fig. 7: after BN, before ReLU or
         the addition; in pre-activation blocks the conv outputs, as no BN follows a conv inside the branch."""
-        return [conv if self.preact else bn for conv, bn in self.layers()]
+        raise NotImplementedError
 
-    def parts(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The residual branch F(x) and the shortcut's output (None in a plain block), before the addition."""
-        (conv1, bn1), *rest = self.layers()
-        if self.preact:
-            pre = F.relu(bn1(x))
-            out = conv1(pre)
-            for conv, bn in rest:
-                out = conv(F.relu(bn(out)))
-            source = pre if self.reshapes else x
-        else:
-            out = bn1(conv1(x))
-            for conv, bn in rest:
-                out = bn(conv(F.relu(out)))
-            source = x
-        return out, None if self.shortcut is None else self.shortcut(source)
 
-    def finish(self, out: Tensor) -> Tensor:
-        """What follows the addition: ReLU, or nothing in pre-activation blocks (a clean identity path)."""
-        return out if self.preact else F.relu(out)
+class BasicBlock(Block):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (He et al. 2016a, Fig. 2)."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        branch, skip = self.parts(x)
-        return self.finish(branch if skip is None else branch + skip)
+    preact, expansion, weighted_layers = False, 1, 2
+
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
+        self.conv1, self.bn1 = conv3x3(in_channels, width, stride), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = conv3x3(width, width), nn.BatchNorm2d(width)
+
+    def forward(self, x: Tensor, add: Add = add_shortcut) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(add(out, self.skip(x)))
+
+    def responses(self) -> list[nn.Module]:
+        return [self.bn1, self.bn2]
+
+
+class Bottleneck(Block):
+    """conv1x1-BN-ReLU (to the stage width), conv3x3-BN-ReLU (strided), conv1x1-BN (to 4x the width), plus
+    the shortcut, then ReLU (He et al. 2016a, Fig. 5 right)."""
+
+    preact, expansion, weighted_layers = False, EXPANSION, 3
+
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
+        self.conv1, self.bn1 = conv1x1(in_channels, width), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = conv3x3(width, width, stride), nn.BatchNorm2d(width)
+        self.conv3, self.bn3 = conv1x1(width, self.out_channels), nn.BatchNorm2d(self.out_channels)
+
+    def forward(self, x: Tensor, add: Add = add_shortcut) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(add(out, self.skip(x)))
+
+    def responses(self) -> list[nn.Module]:
+        return [self.bn1, self.bn2, self.bn3]
+
+
+class PreActBasicBlock(Block):
+    """BN-ReLU-conv3x3, BN-ReLU-conv3x3, plus the shortcut, nothing after (He et al. 2016b, Fig. 1b). Each BN
+    normalises its conv's input, so bn1 has the block's input channels."""
+
+    preact, expansion, weighted_layers = True, 1, 2
+
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
+        self.conv1, self.bn1 = conv3x3(in_channels, width, stride), nn.BatchNorm2d(in_channels)
+        self.conv2, self.bn2 = conv3x3(width, width), nn.BatchNorm2d(width)
+
+    def forward(self, x: Tensor, add: Add = add_shortcut) -> Tensor:
+        pre = F.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return add(out, self.skip(pre if self.reshapes else x))  # a reshaping shortcut sees the pre-activation
+
+    def responses(self) -> list[nn.Module]:
+        return [self.conv1, self.conv2]
+
+
+class PreActBottleneck(Block):
+    """BN-ReLU-conv1x1, BN-ReLU-conv3x3 (strided), BN-ReLU-conv1x1 (to 4x the width), plus the shortcut,
+    nothing after (He et al. 2016b). Each BN normalises its conv's input: bn1 has the block's input channels,
+    bn2 and bn3 the stage width."""
+
+    preact, expansion, weighted_layers = True, EXPANSION, 3
+
+    def make_layers(self, in_channels: int, width: int, stride: int) -> None:
+        self.conv1, self.bn1 = conv1x1(in_channels, width), nn.BatchNorm2d(in_channels)
+        self.conv2, self.bn2 = conv3x3(width, width, stride), nn.BatchNorm2d(width)
+        self.conv3, self.bn3 = conv1x1(width, self.out_channels), nn.BatchNorm2d(width)
+
+    def forward(self, x: Tensor, add: Add = add_shortcut) -> Tensor:
+        pre = F.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv3(F.relu(self.bn3(out)))
+        return add(out, self.skip(pre if self.reshapes else x))  # a reshaping shortcut sees the pre-activation
+
+    def responses(self) -> list[nn.Module]:
+        return [self.conv1, self.conv2, self.conv3]
+
+
+BLOCK_KINDS: dict[str, type[Block]] = {
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+    "preact": PreActBasicBlock,
+    "preact-bottleneck": PreActBottleneck,
+}
+BLOCKS = tuple(BLOCK_KINDS)
+
+
+def block_kind(block: str) -> type[Block]:
+    """The class of block kind `block`, or raise naming the accepted kinds."""
+    if block not in BLOCK_KINDS:
+        raise ConfigError(f"model.block={block!r} is not known; accepted: {', '.join(BLOCKS)}")
+    return BLOCK_KINDS[block]
+
+
+def check_depth(depth: int, block: str = "basic") -> int:
+    """Return the blocks per stage n for a depth of 6n+2 (9n+2 for bottlenecks), or raise with accepted depths."""
+    layers = block_kind(block).weighted_layers
+    step = 3 * layers  # three stages of n blocks, plus the first conv and the linear layer
+    if not isinstance(depth, int) or depth < step + 2 or (depth - 2) % step:
+        examples = "8, 14, 20, 26, 32, 44, 56, 110, ... (the paper uses 20, 32, 44, 56, 110)"
+        if layers == 3:
+            examples = "11, 20, 29, 38, ..., 164, ..., 1001 (He et al. 2016b use 164 and 1001)"
+        raise ConfigError(
+            f"model.depth={depth!r} is not of the form {step}n+2 with n >= 1 for model.block={block!r}; "
+            f"accepted: {examples}"
+        )
+    return (depth - 2) // step
 
 
 class CifarResNet(nn.Module):
@@ -175,8 +271,7 @@ class CifarResNet(nn.Module):
         zero_channels: str = "both",
     ) -> None:
         super().__init__()
-        if block not in BLOCKS:
-            raise ConfigError(f"model.block={block!r} is not known; accepted: {', '.join(BLOCKS)}")
+        kind = block_kind(block)
         n = check_depth(depth, block)
         if shortcut not in SHORTCUTS:
             raise ConfigError(f"model.shortcut={shortcut!r} is not known; accepted: {', '.join(SHORTCUTS)}")
@@ -188,19 +283,20 @@ class CifarResNet(nn.Module):
         self.residual = residual
         self.shortcut = shortcut
         self.block = block
-        self.preact = block.startswith("preact")
+        self.preact = kind.preact
         # Where option A's zero channels go; None for nets without option A shortcuts (plain, B, D).
         self.zero_channels = zero_channels if residual and shortcut == "A" else None
-        out_channels = WIDTHS[-1] * (EXPANSION if block.endswith("bottleneck") else 1)
         self.conv = conv3x3(3, WIDTHS[0])
-        # The one BN outside the blocks: after the first conv, or before pooling in pre-activation nets.
-        self.bn = nn.BatchNorm2d(out_channels if self.preact else WIDTHS[0])
+        # The one BN outside the blocks, under one name so that checkpoints of either kind load: in
+        # post-activation nets the BN after this first conv (`stem`), in pre-activation nets the final BN
+        # before pooling (`head`), on the last block's channels.
+        self.bn = nn.BatchNorm2d(WIDTHS[-1] * kind.expansion if self.preact else WIDTHS[0])
         blocks: list[Block] = []
         in_channels = WIDTHS[0]
         for stage, width in enumerate(WIDTHS):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(Block(in_channels, width, stride, block, shortcut if residual else None, zero_channels))
+                blocks.append(kind(in_channels, width, stride, shortcut if residual else None, zero_channels))
                 in_channels = blocks[-1].out_channels
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(in_channels, num_classes)
@@ -217,7 +313,7 @@ class CifarResNet(nn.Module):
         return name + (f"-{self.shortcut}" if self.residual and self.shortcut != "A" else "")
 
     def stem(self, x: Tensor) -> Tensor:
-        """Everything before the first block."""
+        """Everything before the first block: the first conv, and BN-ReLU in post-activation nets."""
         x = self.conv(x)
         return x if self.preact else F.relu(self.bn(x))
 
@@ -232,15 +328,25 @@ class CifarResNet(nn.Module):
 
 
 def check_zero_channels(model: nn.Module, state: dict, path: str) -> None:
-    """Refuse a checkpoint whose option-A layout differs from `model`'s: the weights would load without error
-    but the shortcuts would feed them other channels."""
+    """Refuse a checkpoint whose option-A layout is not `model`'s, or is not recorded: the weights would load
+    without error, but the shortcuts would feed them other channels than they were trained with.
+
+    The one compatibility check of checkpoints, for the trainer's resume and for the analyses alike."""
     layout = getattr(model, "zero_channels", None)
-    saved = state.get("zero_channels") or UNRECORDED_ZERO_CHANNELS
-    if layout is not None and saved != layout:
+    if layout is None:
+        return  # no option-A shortcuts: nothing depends on the layout
+    saved = state.get("zero_channels")
+    if saved is None:
+        raise CheckpointError(
+            f"checkpoint {path!r} records no option-A layout (zero_channels), so which channels its shortcuts "
+            f"were trained with is unknown (this net is built with model.zero_channels={layout!r}): retrain it "
+            "with resnet-exp in its run dir and trainer.resume=false"
+        )
+    if saved != layout:
         raise CheckpointError(
             f"checkpoint {path!r} holds a net whose option-A shortcuts put the zero channels at the {saved!r} "
-            f"side(s), but this run builds model.zero_channels={layout!r}: add model.zero_channels={saved} to "
-            "resume it, or start afresh with trainer.resume=false"
+            f"side(s), but this net is built with model.zero_channels={layout!r}: add model.zero_channels={saved} "
+            "to the run's settings to use it, or retrain it with trainer.resume=false"
         )
 
 

@@ -42,36 +42,19 @@ def deep_stem() -> nn.Sequential:
     )
 
 
-def resolve_stem(stem: str | None, cifar_stem: bool | None) -> str:
-    """The stem from `stem`, or from the former boolean `cifar_stem` that runs saved before `stem` existed."""
-    if stem is None:
-        stem = "imagenet" if cifar_stem is False else "cifar"
-    elif stem not in STEMS:
-        raise ConfigError(f"model.stem={stem!r} is not a stem; accepted: {', '.join(STEMS)}")
-    elif cifar_stem is not None and (stem == "cifar") != bool(cifar_stem):
-        raise ConfigError(
-            f"model.cifar_stem={cifar_stem!r} contradicts model.stem={stem!r}: set only model.stem "
-            f"({', '.join(STEMS)})"
-        )
-    return stem
-
-
 def torchvision_resnet(
     depth: int = 18,
     residual: bool = True,
     shortcut: str = "B",
     num_classes: int = 10,
-    stem: str | None = None,
+    stem: str = "cifar",
     bn_head: bool = False,
-    cifar_stem: bool | None = None,
 ) -> tvm.ResNet:
     """torchvision's ResNet-`depth`, randomly initialised, with a `name` such as ``tv_resnet34-cifar``
     (``tv_resnet34`` with the ImageNet stem, ``tv_resnet34-C`` with the deep stem).
 
     `residual` and `shortcut` exist because the runner logs them for every model; torchvision's nets are
     residual with projection shortcuts where shapes change (option B), so only those values are accepted.
-    `stem` defaults to ``cifar``; `cifar_stem` (true: ``cifar``, false: ``imagenet``) is kept so that runs saved
-    before `stem` existed still build.
     """
     if depth not in BUILDERS:
         raise ConfigError(
@@ -83,7 +66,8 @@ def torchvision_resnet(
         raise ConfigError(
             f"model.shortcut={shortcut!r}: torchvision's ResNets use projection shortcuts; accepted: B"
         )
-    stem = resolve_stem(stem, cifar_stem)
+    if stem not in STEMS:
+        raise ConfigError(f"model.stem={stem!r} is not a stem; accepted: {', '.join(STEMS)}")
     net = BUILDERS[depth](weights=None, num_classes=num_classes)
     if stem == "cifar":
         net.conv1 = conv3x3(3, net.conv1.out_channels)
