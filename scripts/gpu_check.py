@@ -132,8 +132,8 @@ def step_quick(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         result["summary"] = {k: summary.get(k) for k in ("status", "iterations", "final_train_error",
-                                                         "final_test_error", "wall_time_s", "precision",
-                                                         "device")}
+                                                         "final_test_error", "wall_time_s", "device")}
+        result["summary"]["precision"] = summary.get("settings", {}).get("trainer.precision")
         if not args.dry_run:
             result |= quick_verdict(model, summary.get("final_train_error"))
         result["ok"] = result["exit"] == 0 and summary.get("status") == "completed" and result.get("consistent", True)

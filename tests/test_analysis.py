@@ -198,13 +198,14 @@ def test_start_replays_a_runs_first_steps_exactly(tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    summary = train(cfg, run, "synthetic")
+    summary = train(cfg, run)
     (logged,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     out = tmp_path / "out"
     assert main(["start", str(run), "--iters", "3", "--device", "cpu", "--out", str(out)]) == 0
     (replayed,) = read(out / "start.json")["runs"].values()
     series = replayed["series"]
-    assert replayed["model"] == "resnet8" and replayed["precision"] == summary["precision"]  # what auto resolved to
+    assert replayed["model"] == "resnet8"
+    assert replayed["precision"] == summary["settings"]["trainer.precision"]  # what auto resolved to
     assert sum(series["loss"]) / 3 == pytest.approx(logged["train/loss"], rel=1e-6)
     assert sum(series["error"]) / 3 == pytest.approx(logged["train/error"], rel=1e-6)
     assert not (out / "checkpoints").exists()
@@ -238,7 +239,7 @@ def test_start_records_divergence_and_stops(tmp_path: Path) -> None:
 
 
 def test_start_follows_the_linear_ramp(tmp_path: Path) -> None:
-    overrides = [f"--override={o}" for o in [*TINY, "schedule.warmup_iters=4", "trainer.batch_size=16"]]
+    overrides = [f"--override={o}" for o in [*TINY, "schedule.ramp_iters=4", "trainer.batch_size=16"]]
     out = tmp_path / "out"
     assert main(["start", "--init", "resnet20", *overrides, "--iters", "5", "--device", "cpu", "--out", str(out)]) == 0
     (result,) = read(out / "start.json")["runs"].values()

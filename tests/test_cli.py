@@ -58,7 +58,7 @@ def test_multirun_sweeps_two_models_into_the_sweep_dir(tmp_path: Path) -> None:
         (["schedule.milestones=[48000,32000]"], "schedule.milestones=[48000, 32000] must be positive and increasing"),
         (["trainer.device=tpu"], "trainer.device='tpu' is not known; accepted: auto, cpu, cuda"),
         (["trainer.device=cuda:x"], "trainer.device='cuda:x' is not known; accepted: auto, cpu, cuda, cuda:N"),
-        (["schedule.warmup_iters=-5"], "schedule.warmup_iters=-5 must be a non-negative integer"),
+        (["schedule.ramp_iters=-5"], "schedule.ramp_iters=-5 must be a non-negative integer"),
         (["seed=abc"], "seed='abc' is not a seed; accepted: a non-negative integer"),
         (["schedule.milestones=abc"], "schedule.milestones='abc' is not a list of iterations"),
     ],

@@ -37,7 +37,7 @@ def summary(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     run_dir = tmp_path_factory.mktemp("whole")
-    train(config(), run_dir, "synthetic")
+    train(config(), run_dir)
     return (run_dir / "metrics.jsonl").read_text(), weights(run_dir)
 
 
@@ -79,7 +79,7 @@ def test_a_signal_during_an_evaluation_stops_within_a_batch_and_the_resumed_run_
 ) -> None:
     read = signal_during_evaluation(monkeypatch, at_iteration)
     with pytest.raises(Interrupted, match=f"at iteration {at_iteration} during its evaluation"):
-        train(config(), tmp_path, "synthetic")
+        train(config(), tmp_path)
     assert len(read) <= 2  # of 4 batches: the signal is answered at the next batch
     stopped = summary(tmp_path)
     assert (stopped["status"], stopped["iterations"]) == ("interrupted", at_iteration)  # the final one too
@@ -88,18 +88,18 @@ def test_a_signal_during_an_evaluation_stops_within_a_batch_and_the_resumed_run_
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["pending_eval"] is not None
 
     monkeypatch.undo()
-    train(config(), tmp_path, "synthetic")
+    train(config(), tmp_path)
     assert summary(tmp_path)["status"] == "completed"
     assert ((tmp_path / "metrics.jsonl").read_text(), weights(tmp_path)) == whole
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["pending_eval"] is None
 
 
 def test_a_finished_run_asked_for_again_changes_nothing_on_disk(tmp_path: Path) -> None:
-    first = train(config(), tmp_path, "synthetic")
+    first = train(config(), tmp_path)
 
     def snapshot() -> dict[str, bytes]:
         return {str(p.relative_to(tmp_path)): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
 
     before = snapshot()
-    assert train(config(), tmp_path, "synthetic") == first
+    assert train(config(), tmp_path) == first
     assert snapshot() == before  # no rewritten summary, no new TensorBoard event file, no checkpoint write

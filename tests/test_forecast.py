@@ -65,7 +65,7 @@ def test_a_run_without_a_terminal_logs_its_prediction_and_its_remaining_time(
     cfg = compose_config(*FAST, "trainer.max_iters=24", "trainer.eval_every=12", "trainer.progress=false",
                          "trainer.eval_images=16")
     with caplog.at_level(logging.INFO):
-        summary = train(cfg, tmp_path, "synthetic")
+        summary = train(cfg, tmp_path)
     lines = [r.getMessage() for r in caplog.records]
     (predicted,) = [line for line in lines if line.startswith("predicted wall time on this machine")]
     assert re.search(r"\d+ (s|min) .*for iterations 1-24 \([\d.]+ s a step, \d+ threads?\)", predicted)
@@ -81,7 +81,7 @@ def test_a_run_without_a_terminal_logs_its_prediction_and_its_remaining_time(
 def test_no_progress_lines_within_the_interval(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = compose_config(*FAST, "trainer.max_iters=4", "trainer.eval_every=4", "trainer.progress=false")
     with caplog.at_level(logging.INFO):
-        train(cfg, tmp_path, "synthetic")
+        train(cfg, tmp_path)
     assert not [r for r in caplog.records if re.match(r"iter \d+/4:", r.getMessage())]
 
 

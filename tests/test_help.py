@@ -91,3 +91,12 @@ def test_model_bases_are_no_choice_of_model() -> None:
             compose_config(f"model={base}")
         offered = str(error.value).split("Available options in 'model':")[1].split()
         assert base not in offered and "resnet56" in offered
+
+
+def test_the_readme_names_every_model_config_and_no_other() -> None:
+    """The README's model list is the third copy of configs/model/: every name in it is a config, every config in
+    it."""
+    readme = (CONFIGS.parent / "README.md").read_text()
+    overrides = readme[readme.index("| `model=NAME`"):readme.index("Add your own with")]  # the table, its variants
+    named = set(re.findall(r"\b((?:plain|resnet|tv_resnet)\d+[\w-]*)", overrides))
+    assert named == set(MODELS), f"README only: {named - set(MODELS)}; configs only: {set(MODELS) - named}"

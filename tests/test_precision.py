@@ -69,8 +69,8 @@ def test_presets_leave_precision_to_the_hardware() -> None:
 def test_run_records_the_resolved_precision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                             flags: str, resolved: str) -> None:
     as_cpu(monkeypatch, flags)
-    summary = train(compose_config(*FAST, "trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
-    assert summary["precision"] == resolved
+    summary = train(compose_config(*FAST, "trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    assert summary["settings"]["trainer.precision"] == resolved
 
 
 def test_explicit_bf16_where_emulated_runs_with_one_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
@@ -78,7 +78,7 @@ def test_explicit_bf16_where_emulated_runs_with_one_warning(monkeypatch: pytest.
     as_cpu(monkeypatch, "avx2")
     with caplog.at_level(logging.WARNING):
         summary = train(compose_config(*FAST, "trainer.max_iters=2", "trainer.eval_every=2",
-                                       "trainer.precision=bf16"), tmp_path, "synthetic")
-    assert summary["precision"] == "bf16" and summary["status"] == "completed"
+                                       "trainer.precision=bf16"), tmp_path)
+    assert summary["settings"]["trainer.precision"] == "bf16" and summary["status"] == "completed"
     warnings = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
     assert len(warnings) == 1 and "avx512_bf16" in warnings[0] and "9x" in warnings[0]

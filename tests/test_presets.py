@@ -44,7 +44,7 @@ def test_command_line_overrides_beat_the_preset() -> None:
 
 def test_quick_preset_ramps_the_lr_for_all_four_nets_and_the_full_preset_does_not() -> None:
     batch, cfg = jobs("experiment=degradation_quick")
-    assert cfg.schedule.warmup_iters == 200 and cfg.schedule.warmup_lr is None
+    assert cfg.schedule.ramp_iters == 200 and cfg.schedule.warmup_lr is None
     assert not any(o.startswith("schedule.") for job in batch for o in job)  # one recipe for every net
     _, full = jobs("experiment=degradation")
-    assert full.schedule.warmup_iters == 0
+    assert full.schedule.ramp_iters == 0

@@ -59,10 +59,10 @@ def fall(it: int) -> float:
 def write_run(
     root: Path, model: str, seed: int, train: float, test: float, *, iterations: int = 64000,
     max_iters: int = 64000, every: int = 2000, status: str = "completed", data: str = "cifar10",
-    eval_split: str = "test", job: int = 0, **settings: object,
+    eval_split: str = "test", job: int = 0, settings: dict | None = None, **fields: object,
 ) -> Path:
     """A run dir as the trainer leaves it: summary.json and metrics.jsonl whose last point is (train, test);
-    `settings` are further summary.json fields (lr=0.05, precision="bf16", ...)."""
+    `settings` are further recorded settings ({"optim.lr": 0.05}), `fields` further summary.json fields."""
     kind, depth, option_b = re.fullmatch(r"(plain|resnet)(\d+)(-B)?", model).groups()
     run_dir = root / f"{job}_{model}_seed{seed}"
     run_dir.mkdir(parents=True)
@@ -74,10 +74,12 @@ def write_run(
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
     last = points[-1] if points and status != "running" else {}
     summary = {
-        "model": model, "depth": int(depth), "residual": kind == "resnet", "shortcut": "B" if option_b else "A",
-        "data": data, "seed": seed, "max_iters": max_iters, "status": status, "iterations": iterations,
+        "model": model, "depth": int(depth), "residual": kind == "resnet", "block": "basic",
+        "data": data, "seed": seed, "status": status, "iterations": iterations,
         "final_train_error": last.get(TRAIN), "final_test_error": last.get(TEST), "wall_time_s": 1.0,
-        "device": "cpu", "params": 1000, "eval_split": eval_split, **settings,
+        "device": "cpu", "params": 1000, "eval_split": eval_split,
+        "settings": {"trainer.max_iters": max_iters, "model.shortcut": "B" if option_b else "A", **(settings or {})},
+        **fields,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
@@ -314,28 +316,30 @@ def test_runs_differing_in_a_setting_are_separate_lines_labelled_by_it(tmp_path:
     job = 0
     for lr, train in ((0.1, 2.0), (0.05, 4.0)):
         for seed in (0, 1):
-            write_run(tmp_path, "resnet56", seed, train + seed, 8.0, job=job, lr=lr, precision="fp32",
-                      zero_channels="both")
+            write_run(tmp_path, "resnet56", seed, train + seed, 8.0, job=job,
+                      settings={"optim.lr": lr, "trainer.precision": "fp32", "model.zero_channels": "both"})
             job += 1
-    write_run(tmp_path, "plain56", 0, 11.0, 13.0, job=job, lr=0.1, precision="fp32", zero_channels=None)
+    write_run(tmp_path, "plain56", 0, 11.0, 13.0, job=job,
+              settings={"optim.lr": 0.1, "trainer.precision": "fp32", "model.zero_channels": None})
     runs, _ = find_runs([tmp_path])
     groups = group_runs(runs)
     rows = table_rows(groups)
     assert [(r.model, r.settings, r.seeds) for r in rows] == [
-        ("plain56", "lr=0.1", 1), ("resnet56", "lr=0.05", 2), ("resnet56", "lr=0.1", 2),
+        ("plain56", "optim.lr=0.1", 1), ("resnet56", "optim.lr=0.05", 2), ("resnet56", "optim.lr=0.1", 2),
     ]  # zero_channels (null for the plain net) is the net's own setting: not a difference between configurations
     assert [r.train_error_mean for r in rows] == pytest.approx([11.0, 4.5, 2.5])
-    assert "| resnet56 | lr=0.05 | cifar10 |" in to_markdown(rows)
+    assert "| resnet56 | optim.lr=0.05 | cifar10 |" in to_markdown(rows)
     fig = plot_curves(groups, tmp_path / "lrs.png", None, None, None)
     residual = fig.axes[1]
-    assert [t.get_text() for t in residual.get_legend().get_texts()][:2] == ["resnet56 lr=0.05", "resnet56 lr=0.1"]
+    assert [t.get_text() for t in residual.get_legend().get_texts()][:2] == ["resnet56 optim.lr=0.05",
+                                                                              "resnet56 optim.lr=0.1"]
     colors = {line.get_label(): line.get_color() for line in residual.get_lines() if line.get_label() != "_child"}
-    assert colors["resnet56 lr=0.05"] != colors["resnet56 lr=0.1"]
+    assert colors["resnet56 optim.lr=0.05"] != colors["resnet56 optim.lr=0.1"]
 
 
 def test_one_configuration_alone_has_no_settings_column_and_repeated_seeds_are_named(tmp_path: Path) -> None:
-    write_run(tmp_path / "a", "resnet20", 0, 2.0, 8.0, lr=0.1)
-    write_run(tmp_path / "b", "resnet20", 0, 3.0, 9.0, lr=0.1)
+    write_run(tmp_path / "a", "resnet20", 0, 2.0, 8.0, settings={"optim.lr": 0.1})
+    write_run(tmp_path / "b", "resnet20", 0, 3.0, 9.0, settings={"optim.lr": 0.1})
     warnings: list[str] = []
     markdown, _ = make_report([tmp_path], tmp_path / "fig.png", warn=warnings.append)
     assert markdown.splitlines()[0].startswith("| model | data |")
@@ -347,7 +351,7 @@ def test_one_configuration_alone_has_no_settings_column_and_repeated_seeds_are_n
 PROVENANCE = {"resnet_exp": "0.1.0", "git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": False,
               "python": "3.12.3", "torch": "2.14.1", "cuda": "13.0", "cudnn": 92400, "cpu": "AMD EPYC 7B13",
               "threads": 2}
-COMPUTE = {"precision": "bf16", "channels_last": True}  # the resolved compute path; write_run adds device "cpu"
+COMPUTE = {"trainer.precision": "bf16", "trainer.channels_last": True}  # as resolved; write_run adds device "cpu"
 
 
 def footer(markdown: str) -> list[str]:
@@ -359,7 +363,7 @@ def test_runs_sharing_their_provenance_get_one_line_under_the_table(tmp_path: Pa
     for job, model in enumerate(["resnet20", "resnet56"]):
         for seed in (0, 1):
             write_run(tmp_path, model, seed, 2.0, 8.0, job=2 * job + seed,
-                      provenance={**PROVENANCE, "git_dirty": True}, **COMPUTE)
+                      provenance={**PROVENANCE, "git_dirty": True}, settings=COMPUTE)
     markdown, _ = make_report([tmp_path], tmp_path / "fig.png", warn=lambda line: None)
     assert footer(markdown) == [
         "All runs: resnet_exp 0.1.0, commit 0123456789-dirty, Python 3.12.3, torch 2.14.1, CUDA 13.0, cuDNN 92400, "
@@ -373,7 +377,7 @@ def test_the_footer_names_what_differs_between_runs_with_counts(tmp_path: Path) 
     """Four runs, one on an older torch and two from a checkout with uncommitted changes."""
     for job, (model, seed) in enumerate([("resnet20", 0), ("resnet20", 1), ("resnet56", 0), ("resnet56", 1)]):
         provenance = {**PROVENANCE, "git_dirty": seed == 0, "torch": "2.11.0" if job == 3 else "2.14.1"}
-        write_run(tmp_path, model, seed, 2.0, 8.0, job=job, provenance=provenance, **COMPUTE)
+        write_run(tmp_path, model, seed, 2.0, 8.0, job=job, provenance=provenance, settings=COMPUTE)
     runs, _ = find_runs([tmp_path])
     groups = group_runs(runs)
     markdown = to_markdown(table_rows(groups), [run for seeds in groups.values() for run in seeds])
@@ -389,10 +393,10 @@ def test_the_footer_names_what_differs_between_runs_with_counts(tmp_path: Path) 
 
 def test_runs_without_provenance_are_reported_as_not_recorded(sweep: Path, tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    write_run(root, "plain20", 0, 7.0, 9.0, job=0, **COMPUTE)  # from before summary.json had provenance
-    write_run(root, "resnet20", 0, 2.0, 8.0, job=1, provenance=PROVENANCE, **COMPUTE)
+    write_run(root, "plain20", 0, 7.0, 9.0, job=0, settings=COMPUTE)  # from before summary.json had provenance
+    write_run(root, "resnet20", 0, 2.0, 8.0, job=1, provenance=PROVENANCE, settings=COMPUTE)
     write_run(root, "resnet20", 1, 2.0, 8.0, job=2, provenance={**PROVENANCE, "cuda": None, "cudnn": None},
-              **COMPUTE)  # a CPU-only torch build
+              settings=COMPUTE)  # a CPU-only torch build
     markdown, _ = make_report([root], tmp_path / "fig.png", warn=lambda line: None)
     assert footer(markdown) == [
         "Provenance not recorded for 1 of 3 runs (plain20 seed 0).",
@@ -435,3 +439,13 @@ def test_out_naming_a_folder_writes_into_it_and_an_unwritable_out_is_one_line(sw
     assert proc.stderr.splitlines()[-1] == (
         f"resnet-exp-report: error: cannot write '{tmp_path / 'a-file'}': File exists; choose another --out")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_setting_changed_during_a_run_labels_it_by_its_history(tmp_path: Path) -> None:
+    """A run continued on purpose at a lower lr is neither a seed of the lr=0.1 runs nor labelled lr=0.05."""
+    write_run(tmp_path, "resnet20", 0, 2.0, 8.0, job=0, settings={"optim.lr": 0.1})
+    write_run(tmp_path, "resnet20", 1, 2.0, 8.0, job=1, settings={"optim.lr": 0.05},
+              changes=[{"iteration": 32000, "optim.lr": [0.1, 0.05]}])
+    runs, _ = find_runs([tmp_path])
+    assert [(r.settings, r.seeds) for r in table_rows(group_runs(runs))] == [
+        ("optim.lr=0.1", 1), ("optim.lr=0.1, 0.05 after 32000", 1)]

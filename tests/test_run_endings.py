@@ -36,7 +36,7 @@ def test_an_exception_mid_run_is_recorded_as_failed_and_raised_unchanged(tmp_pat
 
     monkeypatch.setattr(Trainer, "train_step", failing_step)
     with pytest.raises(RuntimeError, match="injected: out of memory") as raised:
-        train(config("trainer.max_iters=6", "trainer.eval_every=2"), tmp_path, "synthetic")
+        train(config("trainer.max_iters=6", "trainer.eval_every=2"), tmp_path)
     assert raised.traceback[-1].name == "failing_step"  # the original traceback, not a re-raise elsewhere
     ended = summary(tmp_path)
     assert (ended["status"], ended["iterations"]) == ("failed", 3)
@@ -45,7 +45,7 @@ def test_an_exception_mid_run_is_recorded_as_failed_and_raised_unchanged(tmp_pat
 
 
 def test_a_failed_checkpoint_write_ends_as_failed_and_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
-    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
     save = checkpoint_module.torch.save
 
     def disk_full(obj, f, *args, **kwargs):
@@ -54,7 +54,7 @@ def test_a_failed_checkpoint_write_ends_as_failed_and_leaves_no_temporary_file(t
 
     monkeypatch.setattr(checkpoint_module.torch, "save", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+        train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
     assert summary(tmp_path)["status"] == "failed" and "No space left" in summary(tmp_path)["failure"]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last.pt"]
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 2  # the previous one stays
@@ -62,7 +62,7 @@ def test_a_failed_checkpoint_write_ends_as_failed_and_leaves_no_temporary_file(t
 
 def test_divergence_before_any_checkpoint_does_not_promise_one(tmp_path: Path) -> None:
     with pytest.raises(Diverged, match="No checkpoint was written") as raised:
-        train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40"), tmp_path, "synthetic")
+        train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40"), tmp_path)
     assert "is kept in" not in str(raised.value)
     assert summary(tmp_path)["status"] == "diverged"
 
@@ -88,29 +88,43 @@ def test_the_lock_goes_with_its_process(tmp_path: Path) -> None:
     holder.kill()  # SIGKILL: no handler runs, the kernel drops the lock
     holder.wait()
     lock_run_dir(tmp_path).close()
-    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")  # the lock file stays
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)  # the lock file stays
     assert summary(tmp_path)["status"] == "completed"
 
 
-@pytest.mark.parametrize(("changed", "named"), [
-    (["model=plain20", "model.depth=8"], "model 'resnet8' -> 'plain8'; residual True -> False"),  # equal weights
-    (["optim.lr=0.05", "trainer.max_iters=8"], "lr 0.1 -> 0.05"),
-    (["seed=5"], "seed 0 -> 5"),
+@pytest.mark.parametrize(("changed", "named", "net"), [
+    (["model=plain20", "model.depth=8"], "model 'resnet8' -> 'plain8'; model.residual True -> False", True),
+    (["optim.lr=0.05", "trainer.max_iters=8"], "optim.lr 0.1 -> 0.05", False),
+    (["seed=5"], "seed 0 -> 5", False),
 ])
 def test_resume_refuses_another_configuration_naming_each_difference(tmp_path: Path, changed: list[str],
-                                                                    named: str) -> None:
-    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+                                                                    named: str, net: bool) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    with pytest.raises(CheckpointError, match="holds a run of another configuration") as refused:
-        train(config("trainer.max_iters=4", "trainer.eval_every=2", *changed), tmp_path, "synthetic")
+    with pytest.raises(CheckpointError, match=f"holds a run of another {'net' if net else 'configuration'}") as refused:
+        train(config("trainer.max_iters=4", "trainer.eval_every=2", *changed), tmp_path)
     assert named in str(refused.value) and "trainer.resume=false" in str(refused.value)
+    assert ("trainer.allow_changes=true" in str(refused.value)) is not net  # a net is never continued as another
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # nothing rewritten
 
 
 def test_resume_may_extend_the_run(tmp_path: Path) -> None:
-    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
-    extended = train(config("trainer.max_iters=6", "trainer.eval_every=2"), tmp_path, "synthetic")
-    assert (extended["status"], extended["iterations"], extended["max_iters"]) == ("completed", 6, 6)
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    extended = train(config("trainer.max_iters=6", "trainer.eval_every=2"), tmp_path)
+    assert (extended["status"], extended["iterations"], extended["settings"]["trainer.max_iters"]) == (
+        "completed", 6, 6)
+
+
+def test_a_run_continued_on_purpose_with_another_lr_records_where_it_changed(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    ended = train(config("trainer.max_iters=8", "trainer.eval_every=2", "optim.lr=0.05", "trainer.allow_changes=true"),
+                  tmp_path)
+    assert ended["changes"] == [{"iteration": 4, "optim.lr": [0.1, 0.05]}] and ended["settings"]["optim.lr"] == 0.05
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == [0.1, 0.1, 0.05, 0.05]
+    # Resumed again with its new settings it is the same run: the history stays, nothing more is recorded.
+    again = train(config("trainer.max_iters=10", "trainer.eval_every=2", "optim.lr=0.05"), tmp_path)
+    assert again["changes"] == ended["changes"] and again["iterations"] == 10
 
 
 def test_a_run_dir_that_cannot_be_written_ends_as_failed_in_one_line(tmp_path: Path) -> None:

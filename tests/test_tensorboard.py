@@ -52,7 +52,7 @@ def as_shown(value: Any) -> Any:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("tb") / "run"
-    train(config(10), run_dir, "synthetic")
+    train(config(10), run_dir)
     return run_dir
 
 
@@ -87,11 +87,11 @@ def test_a_resumed_run_replaces_what_was_logged_after_its_checkpoint(tmp_path: P
     """A run stopped after its checkpoint at 10 had logged the lr at 12 already; the resumed run logs 12 again,
     and TensorBoard shows its point, not the stopped run's."""
     run_dir = tmp_path / "run"
-    train(config(10), run_dir, "synthetic")
+    train(config(10), run_dir)
     with SummaryWriter(str(run_dir)) as stopped:  # what the stopped run wrote after its checkpoint
         stopped.add_scalar("lr", 999.0, 12)
         stopped.add_scalar("test/error", 999.0, 12)
-    train(config(14), run_dir, "synthetic")
+    train(config(14), run_dir)
     accumulator = events(run_dir)
     assert [step for step, _ in series(accumulator, "lr")] == [2, 4, 5, 6, 8, 10, 12, 14]
     assert 999.0 not in [value for _, value in series(accumulator, "lr")]

@@ -14,8 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from resnet_exp.errors import CheckpointError, ConfigError
-from resnet_exp.run import assemble, train
-from resnet_exp.runlog import SETTING_KEYS
+from resnet_exp.report.runs import find_runs, group_runs
+from resnet_exp.report.tables import table_rows
+from resnet_exp.run import UNRECORDED, assemble, train
 from resnet_exp.training import Diverged, StepSchedule
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -45,32 +46,32 @@ def test_warmup_holds_until_training_error_drops() -> None:
 
 
 def test_linear_warmup_ramps_to_the_step_schedule() -> None:
-    s = StepSchedule(milestones=[10, 20], warmup_iters=4)
+    s = StepSchedule(milestones=[10, 20], ramp_iters=4)
     assert [s.lr(i, 0.1) for i in (0, 1, 2, 3, 4, 9, 10, 20)] == pytest.approx(
         [0.025, 0.05, 0.075, 0.1, 0.1, 0.1, 0.01, 0.001]
     )
-    assert StepSchedule(milestones=[10], warmup_iters=0).lr(0, 0.1) == pytest.approx(0.1)
+    assert StepSchedule(milestones=[10], ramp_iters=0).lr(0, 0.1) == pytest.approx(0.1)
 
 
 def test_linear_warmup_composes_with_the_papers_constant_warmup() -> None:
-    s = StepSchedule(milestones=[100], warmup_lr=0.01, warmup_iters=4)
+    s = StepSchedule(milestones=[100], warmup_lr=0.01, ramp_iters=4)
     assert [s.lr(i, 0.1) for i in (0, 3, 10)] == pytest.approx([0.0025, 0.01, 0.01])
     s.observe(70.0)
     assert s.lr(11, 0.1) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "200", 10, 50])
-def test_bad_warmup_iters_names_value_and_accepted(bad) -> None:
-    with pytest.raises(ConfigError, match=r"schedule.warmup_iters=.*(non-negative integer|below the first milestone)"):
-        StepSchedule(milestones=[10, 20], warmup_iters=bad)
+def test_bad_ramp_iters_names_value_and_accepted(bad) -> None:
+    with pytest.raises(ConfigError, match=r"schedule.ramp_iters=.*(non-negative integer|below the first milestone)"):
+        StepSchedule(milestones=[10, 20], ramp_iters=bad)
 
 
 def test_run_killed_during_the_ramp_resumes_on_the_same_lrs(tmp_path: Path) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
-    ramp = ["schedule.warmup_iters=8", "schedule.milestones=[10]", "trainer.eval_every=2", "trainer.log_every=1"]
-    train(config("trainer.max_iters=12", *ramp), whole, "synthetic")
-    train(config("trainer.max_iters=4", *ramp), split, "synthetic")  # stops inside the ramp
-    train(config("trainer.max_iters=12", *ramp), split, "synthetic")
+    ramp = ["schedule.ramp_iters=8", "schedule.milestones=[10]", "trainer.eval_every=2", "trainer.log_every=1"]
+    train(config("trainer.max_iters=12", *ramp), whole)
+    train(config("trainer.max_iters=4", *ramp), split)  # stops inside the ramp
+    train(config("trainer.max_iters=12", *ramp), split)
     lrs = [json.loads(line)["lr"] for line in (split / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.01])  # update i-1 ends at iteration i
     assert (whole / "metrics.jsonl").read_text() == (split / "metrics.jsonl").read_text()
@@ -85,16 +86,15 @@ def test_run_killed_during_the_ramp_resumes_on_the_same_lrs(tmp_path: Path) -> N
 
 
 def test_checkpoint_of_the_other_option_a_layout_is_refused(tmp_path: Path) -> None:
-    train(config("trainer.max_iters=2", "trainer.eval_every=2", "model.zero_channels=end"), tmp_path, "synthetic")
+    train(config("trainer.max_iters=2", "trainer.eval_every=2", "model.zero_channels=end"), tmp_path)
     with pytest.raises(CheckpointError, match=r"zero channels at the 'end'.*add model.zero_channels=end"):
-        train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
-    summary = train(config("trainer.max_iters=4", "trainer.eval_every=2", "model.zero_channels=end"), tmp_path,
-                    "synthetic")
-    assert summary["iterations"] == 4 and summary["zero_channels"] == "end"
+        train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    summary = train(config("trainer.max_iters=4", "trainer.eval_every=2", "model.zero_channels=end"), tmp_path)
+    assert summary["iterations"] == 4 and summary["settings"]["model.zero_channels"] == "end"
 
 
 def test_learning_rate_milestones_are_applied_in_training(tmp_path: Path) -> None:
-    train(config("trainer.max_iters=6", "trainer.eval_every=2", "schedule.milestones=[2,4]"), tmp_path, "synthetic")
+    train(config("trainer.max_iters=6", "trainer.eval_every=2", "schedule.milestones=[2,4]"), tmp_path)
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([0.1, 0.01, 0.001])
 
@@ -126,9 +126,9 @@ def state_hash(run_dir: Path) -> list[torch.Tensor]:
 
 def test_resume_continues_to_identical_weights_and_metrics(tmp_path: Path) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
-    train(config("trainer.max_iters=12", "trainer.eval_every=4"), whole, "synthetic")
-    train(config("trainer.max_iters=8", "trainer.eval_every=4"), split, "synthetic")
-    summary = train(config("trainer.max_iters=12", "trainer.eval_every=4"), split, "synthetic")
+    train(config("trainer.max_iters=12", "trainer.eval_every=4"), whole)
+    train(config("trainer.max_iters=8", "trainer.eval_every=4"), split)
+    summary = train(config("trainer.max_iters=12", "trainer.eval_every=4"), split)
     assert summary["iterations"] == 12
     for a, b in zip(state_hash(whole), state_hash(split), strict=True):
         assert torch.equal(a, b)
@@ -136,46 +136,66 @@ def test_resume_continues_to_identical_weights_and_metrics(tmp_path: Path) -> No
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
-    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
     with pytest.raises(CheckpointError, match=r"another configuration.*model 'resnet8' -> 'plain14'"):
-        train(config("model=plain20", "model.depth=14", "trainer.max_iters=4"), tmp_path, "synthetic")
+        train(config("model=plain20", "model.depth=14", "trainer.max_iters=4"), tmp_path)
 
 
 def test_resume_false_starts_afresh(tmp_path: Path) -> None:
-    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path, "synthetic")
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
     fresh = config("trainer.max_iters=2", "trainer.eval_every=2", "trainer.resume=false")
-    summary = train(fresh, tmp_path, "synthetic")
+    summary = train(fresh, tmp_path)
     assert summary["iterations"] == 2
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
-    train(config("trainer.max_iters=5", "trainer.eval_every=5"), tmp_path, "synthetic")
+    train(config("trainer.max_iters=5", "trainer.eval_every=5"), tmp_path)
     good = state_hash(tmp_path)
     with pytest.raises(Diverged, match=r"training loss became (nan|inf).*lower optim.lr"):
         train(config("optim.lr=1e30", "trainer.max_iters=40", "trainer.eval_every=40", "trainer.resume=false"),
-              tmp_path, "synthetic")  # starts afresh in the same dir, and diverges before its first checkpoint
+              tmp_path)  # starts afresh in the same dir, and diverges before its first checkpoint
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "diverged" and "optim.lr" in summary["failure"]
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["iteration"] == 5  # the good one, untouched
     assert all(torch.equal(a, b) for a, b in zip(good, state_hash(tmp_path), strict=True))
 
 
-def test_summary_records_every_training_setting_resolved(tmp_path: Path) -> None:
-    summary = train(config("trainer.max_iters=2", "trainer.eval_every=2", "schedule.warmup_iters=1",
-                           "optim.lr=0.05", "trainer.precision=bf16"), tmp_path, "synthetic")
+def test_summary_records_every_setting_of_the_config_resolved(tmp_path: Path) -> None:
+    cfg = config("trainer.max_iters=2", "trainer.eval_every=2", "schedule.ramp_iters=1", "optim.lr=0.05",
+                 "trainer.precision=bf16")
+    summary = train(cfg, tmp_path)
     assert summary == json.loads((tmp_path / "summary.json").read_text())
-    assert {k: summary[k] for k in ("lr", "warmup_iters", "precision", "channels_last", "zero_channels",
-                                    "batch_size", "milestones", "momentum", "seed")} == {
-        "lr": 0.05, "warmup_iters": 1, "precision": "bf16", "channels_last": True, "zero_channels": "both",
-        "batch_size": 32, "milestones": "[32000, 48000]", "momentum": 0.9, "seed": 0,
+    assert {k: summary[k] for k in ("model", "depth", "residual", "block", "data", "seed")} == {
+        "model": "resnet8", "depth": 8, "residual": True, "block": "basic", "data": "synthetic", "seed": 0}
+    settings = summary["settings"]
+    assert {k: settings[k] for k in ("optim.lr", "schedule.ramp_iters", "trainer.precision",
+                                     "trainer.channels_last", "model.zero_channels", "trainer.batch_size",
+                                     "schedule.milestones", "optim.momentum", "trainer.log_every",
+                                     "data.split_seed")} == {
+        "optim.lr": 0.05, "schedule.ramp_iters": 1, "trainer.precision": "bf16", "trainer.channels_last": True,
+        "model.zero_channels": "both", "trainer.batch_size": 32, "schedule.milestones": "[32000, 48000]",
+        "optim.momentum": 0.9, "trainer.log_every": 5, "data.split_seed": 0,
     }
-    assert set(SETTING_KEYS) <= summary.keys()
-    assert None not in (summary["precision"], summary["channels_last"])
+    # Every key of the config is recorded, but the few that cannot change what is trained or measured.
+    flat = {f"{group}.{key}" for group in ("model", "data", "optim", "schedule", "trainer")
+            for key in cfg[group] if key != "_target_"}
+    assert flat - settings.keys() == flat & UNRECORDED and "trainer.resume" in UNRECORDED
+    assert "seed" not in settings and "trainer.device" not in settings
+
+
+def test_runs_differing_only_in_log_every_under_the_warmup_are_separate_rows(tmp_path: Path) -> None:
+    """log_every decides when schedule=warmup can end, so it is a setting of the run like any other."""
+    for every in (1, 2):
+        train(config("trainer.max_iters=4", "trainer.eval_every=4", "schedule=warmup",
+                     "schedule.warmup_until_error=95", f"trainer.log_every={every}"), tmp_path / f"every{every}")
+    runs, _ = find_runs([tmp_path])
+    rows = table_rows(group_runs(runs))
+    assert sorted(row.settings for row in rows) == ["trainer.log_every=1", "trainer.log_every=2"]
 
 
 def test_training_learns_the_synthetic_set(tmp_path: Path) -> None:
-    summary = train(config("trainer.max_iters=60", "trainer.eval_every=60"), tmp_path, "synthetic")
+    summary = train(config("trainer.max_iters=60", "trainer.eval_every=60"), tmp_path)
     assert summary["final_test_error"] < 50.0  # chance is 90%
 
 
@@ -213,7 +233,7 @@ def test_the_papers_warmup_ends_at_the_first_progress_read_below_its_error(tmp_p
     """`schedule=warmup` trains at lr 0.01 until a progress read (every `trainer.log_every`) finds the training
     error since the previous read below 80%, then at 0.1. Evaluating at every read shows each read's error."""
     train(config("schedule=warmup", "trainer.max_iters=24", "trainer.eval_every=2", "trainer.log_every=2",
-                 "trainer.eval_images=32"), tmp_path, "synthetic")
+                 "trainer.eval_images=32"), tmp_path)
     points = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in points] == list(range(2, 25, 2))
     first_below = next(m["iteration"] for m in points if m["train/error"] < 80.0)
@@ -223,18 +243,17 @@ def test_the_papers_warmup_ends_at_the_first_progress_read_below_its_error(tmp_p
 
 @pytest.mark.slow
 def test_compiled_model_trains_and_checkpoints_plain_keys(tmp_path: Path) -> None:
-    summary = train(config("trainer.max_iters=10", "trainer.eval_every=10", "trainer.compile=true"), tmp_path,
-                    "synthetic")
+    summary = train(config("trainer.max_iters=10", "trainer.eval_every=10", "trainer.compile=true"), tmp_path)
     assert summary["status"] == "completed"
     assert not any(k.startswith("_orig_mod") for k in load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"])
 
 
 @pytest.mark.cuda
 def test_cuda_run_uses_bf16_and_matches_the_contract(tmp_path: Path) -> None:
-    summary = train(config("trainer.device=cuda", "trainer.max_iters=20", "trainer.eval_every=10"), tmp_path,
-                    "synthetic")
+    summary = train(config("trainer.device=cuda", "trainer.max_iters=20", "trainer.eval_every=10"), tmp_path)
     assert summary["status"] == "completed" and summary["device"] != "cpu"
-    assert summary["precision"] == "bf16" and summary["channels_last"] is True  # the CUDA defaults, resolved
+    settings = summary["settings"]
+    assert settings["trainer.precision"] == "bf16" and settings["trainer.channels_last"] is True  # CUDA defaults
     assert summary["final_test_error"] < 80.0
 
 
@@ -242,7 +261,7 @@ def test_gradient_norms_are_logged_at_init_and_every_progress_read(tmp_path: Pat
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train(config("trainer.max_iters=10", "trainer.eval_every=10", "trainer.log_every=5",
-                 "trainer.log_grad_norms=true"), tmp_path, "synthetic")
+                 "trainer.log_grad_norms=true"), tmp_path)
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     tags = events.Tags()["scalars"]
@@ -255,7 +274,7 @@ def test_gradient_norms_are_logged_at_init_and_every_progress_read(tmp_path: Pat
 def test_summary_records_where_the_result_came_from(tmp_path: Path) -> None:
     from resnet_exp.provenance import git_commit
 
-    summary = train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path, "synthetic")
+    summary = train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
     origin = summary["provenance"]
     assert origin["torch"] == torch.__version__ and origin["threads"] == torch.get_num_threads()
     assert origin["resnet_exp"] and origin["cpu"] and origin["python"]

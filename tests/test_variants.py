@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from conftest import compose_config
 from hydra.utils import instantiate
 
@@ -119,8 +120,10 @@ def test_names(kwargs: dict, name: str) -> None:
 
 
 def test_torchvision_resnets_keep_torchvisions_counts() -> None:
-    assert count_parameters(torchvision_resnet(34, stem="imagenet")) == 21_289_802
-    assert count_parameters(torchvision_resnet(34, stem="imagenet")) == pytest.approx(21.3e6, rel=0.01)
+    imagenet_stem = torchvision_resnet(34, stem="imagenet")
+    reference = torchvision.models.resnet34(num_classes=10)
+    assert count_parameters(imagenet_stem) == count_parameters(reference) == 21_289_802
+    assert (imagenet_stem.block, torchvision_resnet(50).block) == ("basic", "bottleneck")  # as the nets report it
     stem = torchvision_resnet(18)
     assert count_parameters(stem) == 11_173_962
     assert stem.conv1.kernel_size == (3, 3) and isinstance(stem.maxpool, torch.nn.Identity)

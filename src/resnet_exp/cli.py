@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> float | None:
             seconds = run_seconds(step_cost(cfg, job_index), build(cfg.trainer))
             log.info("predicted wall time on this machine: %s", format_duration(seconds))
             return None
-        return train(cfg, run_dir, hydra_cfg.runtime.choices.get("data", "?"), job_index)["final_test_error"]
+        return train(cfg, run_dir, job_index)["final_test_error"]
     except Interrupted as e:
         print(f"resnet-exp: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)

@@ -28,13 +28,21 @@ from resnet_exp.models.footprint import cifar_footprint, memory_limit
 from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
 from resnet_exp.rundir import lock_run_dir
-from resnet_exp.runlog import TRAINING_SETTINGS, RunLog, format_duration, read_metrics, read_summary
+from resnet_exp.runlog import RunLog, format_duration, read_metrics, read_summary
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
+from resnet_exp.training.trainer import flat_record
 
 log = logging.getLogger("resnet_exp")
 CHECKPOINT = Path("checkpoints") / "last.pt"
 CIFAR_NET = "resnet_exp.models.CifarResNet"
+# Config keys that cannot change what a run trains or what its evaluations measure: where the data lies and
+# whether to fetch it, the device's index, resuming, progress display, gradient-norm logging, the evaluation's batch
+# size, and `predict` (which trains nothing). Every other key is recorded (`hparams`).
+UNRECORDED = frozenset({
+    "predict", "data.root", "data.download", "trainer.device", "trainer.resume", "trainer.allow_changes",
+    "trainer.progress", "trainer.log_grad_norms", "trainer.eval_batch_size",
+})
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -73,26 +81,30 @@ def accepted_keys(target: Any) -> list[str] | None:
     return None
 
 
-def hparams(cfg: DictConfig, trainer: Trainer, data_name: str) -> dict[str, Any]:
-    """What defines the run: the net, the data, every training setting (resolved: the precision and memory
-    format actually used) and the seed. JSON-ready; lists are written as strings, as TensorBoard needs."""
+def hparams(cfg: DictConfig, trainer: Trainer, data: DataModule) -> dict[str, Any]:
+    """What defines the run: the net (as it names itself, its depth, whether residual, its block kind), the data
+    (as it names itself), the seed, and `settings`: every other key of the resolved config by its command-line
+    name (`optim.lr`), but the few that cannot change what is trained or measured (`UNRECORDED`), with the precision
+    and memory format the trainer resolved. A new config key is thus recorded without a line here. JSON-ready;
+    lists are written as strings, as TensorBoard needs."""
     model = trainer.model
-    info: dict[str, Any] = {
-        "model": model.name,
-        "depth": cfg.model.depth,
-        "residual": cfg.model.residual,
-        "shortcut": cfg.model.shortcut,
-        "block": cfg.model.get("block", "basic"),
-        "data": data_name,
-    }
-    for key, path in TRAINING_SETTINGS:
-        value = OmegaConf.select(cfg, path, default=None)
-        info[key] = str(list(value)) if OmegaConf.is_list(value) else value
-    info["zero_channels"] = getattr(model, "zero_channels", None)  # None where the net has no option-A shortcut
-    info["precision"] = trainer.precision
-    info["channels_last"] = trainer.memory_format == torch.channels_last
-    info["seed"] = cfg.seed
-    return info
+    settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))
+    settings["trainer.precision"] = trainer.precision
+    settings["trainer.channels_last"] = trainer.memory_format == torch.channels_last
+    return {"model": model.name, "depth": cfg.model.depth, "residual": cfg.model.residual, "block": model.block,
+            "data": data.name, "seed": cfg.seed, "settings": settings}
+
+
+def flat_settings(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`node`'s leaves by dotted key, without `_target_`s, the seed (recorded on its own) and `UNRECORDED`."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, f"{name}."))
+        elif key != "_target_" and name != "seed" and name not in UNRECORDED:
+            flat[name] = str(value) if isinstance(value, list) else value
+    return flat
 
 
 def seeded_model(cfg: DictConfig) -> nn.Module:
@@ -148,21 +160,23 @@ def step_cost(cfg: DictConfig, job_index: int = 0) -> Cost:
     return measure(trainer, data.eval_size())
 
 
-def train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int = 0) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, job_index: int = 0) -> dict[str, Any]:
     """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs.
 
     Before the first step it times a few steps of a copy (about 1% of a quick-preset run) to say how long the
     run will take. The run holds the run dir's lock throughout (rundir.py)."""
     with lock_run_dir(run_dir):
-        return locked_train(cfg, run_dir, data_name, job_index)
+        return locked_train(cfg, run_dir, job_index)
 
 
-def locked_train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int) -> dict[str, Any]:
+def locked_train(cfg: DictConfig, run_dir: Path, job_index: int) -> dict[str, Any]:
     """`train` once the run dir is this process's alone."""
     cost = step_cost(cfg, job_index)
-    trainer = assemble(cfg, run_dir, job_index)
-    info = trainer.record = hparams(cfg, trainer, data_name)
-    trainer.resume()
+    data = build(cfg.data)
+    trainer = assemble(cfg, run_dir, job_index, data)
+    trainer.record = hparams(cfg, trainer, data)
+    trainer.resume()  # on purpose with other settings (trainer.allow_changes=true), the record gains its changes
+    info = trainer.record
     settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
     if trainer.iteration >= settings.max_iters and trainer.pending is None:
         done = read_summary(run_dir)
@@ -184,10 +198,10 @@ def locked_train(cfg: DictConfig, run_dir: Path, data_name: str, job_index: int)
         "predicted_wall_time_s": round(predicted, 1),
         "provenance": provenance(device),
     }
-    shown = {key: "null" if value is None else value for key, value in info.items()}  # TensorBoard takes no None
+    shown = {key: "null" if value is None else value for key, value in flat_record(info).items()}  # no None in TB
     runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, shown, settings.progress)
     log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
-             data_name, run_dir)
+             data.name, run_dir)
     threads = torch.get_num_threads()
     log.info("predicted wall time on this machine: %s for iterations %d-%d (%.3f s a step, %d thread%s), "
              "evaluations included", format_duration(predicted), trainer.iteration + 1, settings.max_iters,

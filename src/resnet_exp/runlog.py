@@ -22,30 +22,6 @@ from resnet_exp.atomic import replaced
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 TAGS = ("train/loss", "train/error", "test/loss", "test/error", "lr")
-# Settings that change what is trained, as (summary.json key, config path). summary.json records each one, so
-# the report never averages two configurations as seeds of one.
-TRAINING_SETTINGS = (
-    ("lr", "optim.lr"),
-    ("momentum", "optim.momentum"),
-    ("weight_decay", "optim.weight_decay"),
-    ("nesterov", "optim.nesterov"),
-    ("batch_size", "trainer.batch_size"),
-    ("max_iters", "trainer.max_iters"),
-    ("milestones", "schedule.milestones"),
-    ("gamma", "schedule.gamma"),
-    ("warmup_lr", "schedule.warmup_lr"),
-    ("warmup_until_error", "schedule.warmup_until_error"),
-    ("warmup_iters", "schedule.warmup_iters"),
-    ("zero_channels", "model.zero_channels"),
-    ("normalize", "data.normalize"),
-    ("augment", "data.augment"),
-    ("val_split", "data.val_split"),
-    ("loader", "data.loader"),
-)
-# Every summary.json key that defines a configuration besides the net's name and depth, the data and the seed:
-# the settings above, the shortcut and block, and the compute path the trainer resolved.
-SETTING_KEYS = ("shortcut", "block", *(key for key, _ in TRAINING_SETTINGS), "precision", "channels_last")
-
 # Without a progress bar (output not a terminal: a log file, a cluster job), a line at least this often, seconds.
 HEARTBEAT_S = 120.0
 

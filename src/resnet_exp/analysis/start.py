@@ -10,7 +10,7 @@ steps. Every post-activation block adds a unit-variance branch before a ReLU, so
 mean grows with depth; the classifier's gradient grows with it, its first momentum steps overshoot, the
 gradients sent back drive the last blocks' outputs below zero, and once they are all zero the net is at
 chance with almost no gradient. This shows when that happens and what an override changes (for example
-`--override schedule.warmup_iters=200`, the linear ramp the quick preset uses, or `--override schedule=warmup`).
+`--override schedule.ramp_iters=200`, the linear ramp the quick preset uses, or `--override schedule=warmup`).
 """
 
 from __future__ import annotations

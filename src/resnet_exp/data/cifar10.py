@@ -124,6 +124,8 @@ def read_cifar10(root: str | os.PathLike, download: bool = False) -> ImageData:
 class Cifar10(DataModule):
     """`data=cifar10`: the official release under `root`, fed with the paper's augmentation."""
 
+    name = "cifar10"
+
     def __init__(self, root: str, download: bool = False, **feeding: Any) -> None:
         super().__init__(**feeding)
         self.root = root

@@ -31,6 +31,7 @@ class Batches:
 class DataModule:
     """Base of the data configs' `_target_`s; subclasses only say how to read their images."""
 
+    name: str  # how summary.json and the report name the data: the config's name (cifar10, synthetic)
     test_size = 10_000  # the test set's images, known before reading it (CIFAR-10's; a subclass may set another)
     train_images = 50_000  # the training set's images before a held-out split, known the same way
 

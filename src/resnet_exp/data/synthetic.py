@@ -56,6 +56,8 @@ def make_synthetic(
 class Synthetic(DataModule):
     """`data=synthetic`: the generated set, fed exactly like CIFAR-10."""
 
+    name = "synthetic"
+
     def __init__(
         self,
         train_size: int = 5000,

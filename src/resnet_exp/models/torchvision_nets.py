@@ -77,4 +77,5 @@ def torchvision_resnet(
     if bn_head:
         net.fc = nn.Sequential(nn.BatchNorm1d(net.fc.in_features), nn.Linear(net.fc.in_features, num_classes))
     net.name = f"tv_resnet{depth}" + STEM_SUFFIX[stem] + ("-bnhead" if bn_head else "")
+    net.block = "bottleneck" if depth >= 50 else "basic"  # torchvision's ResNet-50 and deeper use bottlenecks
     return net

@@ -16,14 +16,16 @@ from typing import Any, NamedTuple
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
 from resnet_exp.errors import UserError
-from resnet_exp.runlog import METRICS, SETTING_KEYS, SUMMARY, TAGS, parse_metrics
+from resnet_exp.runlog import METRICS, SUMMARY, TAGS, parse_metrics
 
 TRAIN, TEST = "train/error", "test/error"
-REQUIRED = ("model", "depth", "residual", "data", "seed", "max_iters")
+REQUIRED = ("model", "depth", "residual", "data", "seed", "settings")
+LENGTH = "trainer.max_iters"
 EVENTS_PREFIX = "events.out.tfevents."
 NO_RUNS_HINT = "expected run dirs with summary.json or metrics.jsonl, e.g. outputs/multirun/<date>/<time>"
-# Settings of the net itself: the model name spells shortcut and block, and option A's layout applies to some nets.
-NET_SETTINGS = ("shortcut", "block", "zero_channels")
+# Settings of the net itself (model.*): the model name spells shortcut and block, option A's layout applies to some
+# nets only, so they tell configurations apart only between runs of one net.
+NET_PREFIX = "model."
 
 
 class ReportError(UserError):
@@ -33,8 +35,9 @@ class ReportError(UserError):
 class Key(NamedTuple):
     """One configuration: runs sharing it are seeds of each other. Field order sorts plain before residual.
 
-    `settings` holds (name, value as text) for every other setting summary.json records (`SETTING_KEYS`);
-    a setting an older summary.json lacks reads as null."""
+    `settings` holds (name, value as text) for every other setting summary.json records, by its command-line name
+    (`optim.lr`); a setting another run's summary.json lacks reads as null. A setting changed on purpose during the
+    run reads as its history, "0.1, 0.05 after 6", so the run is not labelled by its last value alone."""
 
     residual: bool
     depth: int
@@ -55,8 +58,17 @@ class Run:
     @property
     def key(self) -> Key:
         s = self.summary
-        settings = tuple((name, _text(s.get(name))) for name in SETTING_KEYS if name not in Key._fields)
-        return Key(bool(s["residual"]), int(s["depth"]), s["model"], s["data"], int(s["max_iters"]), settings)
+        texts = {name: _text(value) for name, value in s["settings"].items() if name != LENGTH}
+        history: dict[str, str] = {}
+        for change in s.get("changes", []):
+            for name, (old, new) in ((n, values) for n, values in change.items() if n != "iteration"):
+                history[name] = f"{history.get(name, _text(old))}, {_text(new)} after {change['iteration']}"
+        settings = tuple(sorted({**texts, **history}.items()))
+        return Key(bool(s["residual"]), int(s["depth"]), s["model"], s["data"], self.max_iters, settings)
+
+    @property
+    def max_iters(self) -> int:
+        return int(self.summary["settings"][LENGTH])
 
     @property
     def status(self) -> str:
@@ -73,7 +85,7 @@ class Run:
 
     def describe(self) -> str:
         s = self.summary
-        return f"{s['model']} seed {s['seed']}, {self.iterations}/{s['max_iters']} iterations, status {self.status}"
+        return f"{s['model']} seed {s['seed']}, {self.iterations}/{self.max_iters} iterations, status {self.status}"
 
 
 def _text(value: Any) -> str:
@@ -178,28 +190,28 @@ def group_runs(runs: Iterable[Run]) -> dict[Key, list[Run]]:
 
 
 def setting_labels(keys: Iterable[Key]) -> dict[Key, str]:
-    """What tells each configuration apart, as `name=value` ("lr=0.05 precision=bf16"): the settings whose value
-    differs between configurations. Settings of the net itself (`NET_SETTINGS`: its name spells them, or they
-    apply to some nets only) count only between configurations of the same net."""
+    """What tells each configuration apart, as `name=value` ("optim.lr=0.05 trainer.precision=bf16"): the settings
+    whose value differs between configurations. Settings of the net itself (`NET_PREFIX`) count only between
+    configurations of the same net."""
     keys = list(keys)
 
     def varies(name: str, group: Sequence[Key]) -> bool:
         return len({dict(key.settings).get(name) for key in group}) > 1
 
-    shared = {name for name in SETTING_KEYS if name not in NET_SETTINGS and varies(name, keys)}
+    every = sorted({name for key in keys for name, _ in key.settings})
+    shared = {name for name in every if not name.startswith(NET_PREFIX) and varies(name, keys)}
     texts = {}
     for key in keys:
         same_net = [other for other in keys if other.model == key.model]
         values = dict(key.settings)
-        shown = shared | {name for name in NET_SETTINGS if varies(name, same_net)}
-        names = [name for name in SETTING_KEYS if name in values and name in shown]
-        texts[key] = " ".join(f"{name}={values[name]}" for name in names)
+        shown = shared | {name for name in every if name.startswith(NET_PREFIX) and varies(name, same_net)}
+        texts[key] = " ".join(f"{name}={values.get(name, 'null')}" for name in every if name in shown)
     return texts
 
 
 def labels(keys: Iterable[Key]) -> dict[Key, str]:
     """Model names, plus data set, length and other settings only where the runs differ in them, to keep
-    legends short: "resnet56", or "resnet56 lr=0.05" beside "resnet56 lr=0.1"."""
+    legends short: "resnet56", or "resnet56 optim.lr=0.05" beside "resnet56 optim.lr=0.1"."""
     keys = list(keys)
     many_data = len({key.data for key in keys}) > 1
     many_lengths = len({key.max_iters for key in keys}) > 1

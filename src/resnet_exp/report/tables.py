@@ -44,7 +44,7 @@ def table_rows(groups: dict[Key, list[Run]]) -> list[Row]:
     settings = setting_labels(groups)
     for key, runs in groups.items():
         train, test = ([run.final(tag) for run in runs] for tag in (TRAIN, TEST))
-        option_a = all(run.summary.get("shortcut") == "A" for run in runs)
+        option_a = all(run.summary["settings"].get("model.shortcut") == "A" for run in runs)
         paper = PAPER_TEST_ERROR.get(key.depth) if key.residual and option_a and key.data == "cifar10" else None
         test_mean = statistics.fmean(test)
         rows.append(Row(
@@ -112,10 +112,14 @@ def _field(key: str) -> Callable[[dict[str, Any]], str]:
     return lambda d: NOT_RECORDED if key not in d else "none" if d[key] is None else str(d[key])
 
 
+def _setting(key: str) -> Callable[[dict[str, Any]], str]:
+    """A setting the run resolved, from summary.json's settings."""
+    return lambda summary: _field(key)(summary.get("settings", {}))
+
+
 def _memory_format(summary: dict[str, Any]) -> str:
-    if "channels_last" not in summary:
-        return NOT_RECORDED
-    return "channels_last" if summary["channels_last"] else "contiguous"
+    text = _setting("trainer.channels_last")(summary)
+    return {"True": "channels_last", "False": "contiguous"}.get(text, text)
 
 
 # What the footer names, in its order: (label, the value as text). PROVENANCE reads summary.json's "provenance"
@@ -131,7 +135,7 @@ PROVENANCE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("threads", _field("threads")),
 )
 COMPUTE: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
-    ("precision", _field("precision")),
+    ("precision", _setting("trainer.precision")),
     ("memory format", _memory_format),
     ("device", _field("device")),
 )

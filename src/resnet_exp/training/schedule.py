@@ -15,7 +15,7 @@ class StepSchedule:
     The constant warm-up ends on an observed error, not a fixed length, as in section 4.2 for the 110-layer
     net ("0.01 until the training error is below 80% (about 400 iterations), then back to 0.1").
 
-    `warmup_iters=N` multiplies the lr of update i (counted from 0) by (i+1)/N for i < N: the "gradual
+    `ramp_iters=N` multiplies the lr of update i (counted from 0) by (i+1)/N for i < N: the "gradual
     warmup" of Goyal et al. 2017 (section 2.2). It is not in He et al. 2016; the quick preset uses it
     because at lr 0.1 its 56-layer nets collapse within their first steps (README). The ramp is a function
     of the iteration alone, so a resumed run follows the same lr sequence. With `warmup_lr` too, the ramp
@@ -28,7 +28,7 @@ class StepSchedule:
         gamma: float = 0.1,
         warmup_lr: float | None = None,
         warmup_until_error: float = 80.0,
-        warmup_iters: int = 0,
+        ramp_iters: int = 0,
     ) -> None:
         if isinstance(milestones, str) or not all(isinstance(m, int) and not isinstance(m, bool) for m in milestones):
             raise ConfigError(f"schedule.milestones={milestones!r} is not a list of iterations; accepted: a list of "
@@ -40,27 +40,27 @@ class StepSchedule:
             raise ConfigError(f"schedule.gamma={gamma} must be in (0, 1], e.g. 0.1")
         if warmup_lr is not None and warmup_lr <= 0:
             raise ConfigError(f"schedule.warmup_lr={warmup_lr} must be positive (0.01 in the paper) or null")
-        if isinstance(warmup_iters, bool) or not isinstance(warmup_iters, int) or warmup_iters < 0:
+        if isinstance(ramp_iters, bool) or not isinstance(ramp_iters, int) or ramp_iters < 0:
             raise ConfigError(
-                f"schedule.warmup_iters={warmup_iters!r} must be a non-negative integer (0: no ramp; e.g. 200)"
+                f"schedule.ramp_iters={ramp_iters!r} must be a non-negative integer (0: no ramp; e.g. 200)"
             )
-        if milestones and warmup_iters >= milestones[0]:
+        if milestones and ramp_iters >= milestones[0]:
             raise ConfigError(
-                f"schedule.warmup_iters={warmup_iters} must be below the first milestone ({milestones[0]}): "
+                f"schedule.ramp_iters={ramp_iters} must be below the first milestone ({milestones[0]}): "
                 "the ramp would overlap the first lr decay"
             )
         self.milestones = milestones
         self.gamma = gamma
         self.warmup_lr = warmup_lr
         self.warmup_until_error = warmup_until_error
-        self.warmup_iters = warmup_iters
+        self.ramp_iters = ramp_iters
         self.warming = warmup_lr is not None
 
     def lr(self, iteration: int, base_lr: float) -> float:
         """The lr for the update after `iteration` completed ones."""
         lr = self.warmup_lr if self.warming else base_lr * self.gamma ** bisect_right(self.milestones, iteration)
-        if iteration < self.warmup_iters:
-            lr *= (iteration + 1) / self.warmup_iters
+        if iteration < self.ramp_iters:
+            lr *= (iteration + 1) / self.ramp_iters
         return lr
 
     def observe(self, train_error: float) -> None:

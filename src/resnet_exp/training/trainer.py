@@ -34,7 +34,8 @@ from resnet_exp.training.signals import Interrupted, StopRequests
 
 # Recorded settings a resumed run may change: the length (to extend a run), and what the hardware resolves (the
 # precision and memory format `auto` picks on the machine it resumes on).
-MAY_DIFFER_ON_RESUME = frozenset({"max_iters", "precision", "channels_last"})
+MAY_DIFFER_ON_RESUME = frozenset({"trainer.max_iters", "trainer.precision", "trainer.channels_last"})
+NET = ("model", "block")  # a record's keys naming the net; with the model.* settings, never changed on resume
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ class TrainerSettings:
     eval_images: int | None = None
     log_every: int = 50
     resume: bool = True
+    allow_changes: bool = False
     progress: bool | None = None
     precision: str = "auto"
-    channels_last: bool | None = None
+    channels_last: bool = True
     deterministic: bool = False
     compile: bool = False
     compile_mode: str | None = None
@@ -66,13 +68,15 @@ class TrainerSettings:
                 raise ConfigError(f"trainer.{name}={value!r} must be a positive integer")
         if self.eval_images is not None and (not isinstance(self.eval_images, int) or self.eval_images <= 0):
             raise ConfigError(f"trainer.eval_images={self.eval_images!r} must be a positive integer, or null for all")
+        for name in ("resume", "allow_changes", "channels_last", "deterministic", "compile", "log_grad_norms"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"trainer.{name}={getattr(self, name)!r} is not a boolean; accepted: true, false")
         check_device_name(self.device, "trainer.device")
         check_precision(self.precision)
 
     def torch_device(self, job_index: int = 0) -> torch.device:
         """`auto` picks CUDA when present; job k of a parallel sweep gets GPU k mod the visible GPUs."""
         return resolve_device(self.device, "trainer.device", job_index)
-
 
     def configure_torch(self) -> None:
         """Deterministic kernels when asked (bitwise-repeatable runs), else let cuDNN pick the fastest."""
@@ -83,17 +87,16 @@ class TrainerSettings:
         torch.backends.cudnn.deterministic = self.deterministic
 
     def compute_path(self, device: torch.device) -> tuple[torch.dtype | None, torch.memory_format]:
-        """Autocast dtype (None: fp32) and memory format, filling in the per-device defaults.
+        """Autocast dtype (None: fp32) and memory format.
 
         `auto` is bf16 autocast where the device computes bf16 natively (precision.py), fp32 elsewhere.
         channels_last is the default everywhere: measured faster for these convs on a CPU (oneDNN,
         docs/speed.md); on GPUs it is cuDNN's preferred layout for bf16 convs, not yet measured here.
         """
         precision = resolve_precision(self.precision, device)
-        channels_last = True if self.channels_last is None else self.channels_last
         return (
             torch.bfloat16 if precision == "bf16" else None,
-            torch.channels_last if channels_last else torch.contiguous_format,
+            torch.channels_last if self.channels_last else torch.contiguous_format,
         )
 
 
@@ -107,6 +110,12 @@ def grad_norms(model: nn.Module) -> dict[str, float]:
         return {}
     norms = torch.stack([g.detach().norm() for _, g in named]).tolist()
     return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
+
+
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A run's record (`run.hparams`) as one level of keys: the net's name and block, the data and the seed beside
+    its settings (which hold the depth and residual as model.depth and model.residual)."""
+    return {**{key: record.get(key) for key in ("model", "block", "data", "seed")}, **record.get("settings", {})}
 
 
 class Diverged(RuntimeError):
@@ -171,6 +180,7 @@ class Trainer:
             return
         state = load_checkpoint(self.checkpoint_path)
         check_zero_channels(self.model, state, str(self.checkpoint_path))  # first: its message says the fix
+        self.iteration = int(state["iteration"])
         self.check_same_run(state.get("run"))
         try:
             self.model.load_state_dict(state["model"])
@@ -186,7 +196,6 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.iteration = int(state["iteration"])
         self.wall_time = float(state["wall_time"])
         self.meter.window = list(state["window"])
         self.pending = state.get("pending_eval")
@@ -194,17 +203,32 @@ class Trainer:
 
     def check_same_run(self, recorded: dict[str, Any] | None) -> None:
         """Refuse to continue a checkpoint of another configuration, naming each differing setting, old and new.
-        Only what cannot change what was trained so far may differ (`MAY_DIFFER_ON_RESUME`)."""
+        Only what cannot change what was trained so far may differ (`MAY_DIFFER_ON_RESUME`), unless the run asks
+        for it (`trainer.allow_changes`): then each change goes into the record's `changes` with the iteration
+        after which it took effect. The net itself never changes: its weights would be read as another net's."""
         if recorded is None or self.record is None:
             return
-        differ = [f"{key} {recorded.get(key)!r} -> {self.record.get(key)!r}"
-                  for key in sorted(recorded.keys() | self.record.keys())
-                  if key not in MAY_DIFFER_ON_RESUME and recorded.get(key) != self.record.get(key)]
-        if differ:
+        old, new = flat_record(recorded), flat_record(self.record)
+        differ = {key: [old.get(key), new.get(key)] for key in sorted(old.keys() | new.keys())
+                  if key not in MAY_DIFFER_ON_RESUME and old.get(key) != new.get(key)}
+        changes = list(recorded.get("changes", []))
+        self.record["changes"] = changes
+        if not differ:
+            return
+        listed = "; ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in differ.items())
+        run_dir = str(self.checkpoint_path.parent.parent)
+        if any(key in NET or key.startswith("model.") for key in differ):
             raise CheckpointError(
-                f"run dir {str(self.checkpoint_path.parent.parent)!r} holds a run of another configuration "
-                f"({'; '.join(differ)}); run with its own settings to continue it, or start afresh with "
-                "trainer.resume=false or another hydra.run.dir")
+                f"run dir {run_dir!r} holds a run of another net ({listed}); run with its own settings to continue "
+                "it, or start afresh with trainer.resume=false or another hydra.run.dir")
+        if not self.settings.allow_changes:
+            raise CheckpointError(
+                f"run dir {run_dir!r} holds a run of another configuration ({listed}); run with its own settings to "
+                "continue it, add trainer.allow_changes=true to continue it with these on purpose (summary.json "
+                "records each change), or start afresh with trainer.resume=false or another hydra.run.dir")
+        log.warning("continuing %s with changed settings from iteration %d on: %s", run_dir, self.iteration + 1,
+                    listed)
+        changes.append({"iteration": self.iteration, **differ})
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
