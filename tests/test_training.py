@@ -137,7 +137,7 @@ def test_resume_continues_to_identical_weights_and_metrics(tmp_path: Path) -> No
 
 def test_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
     train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
-    with pytest.raises(CheckpointError, match=r"another configuration.*model 'resnet8' -> 'plain14'"):
+    with pytest.raises(CheckpointError, match=r"another net \(model 'resnet8' -> 'plain14'; model.depth 8 -> 14"):
         train(config("model=plain20", "model.depth=14", "trainer.max_iters=4"), tmp_path)
 
 
