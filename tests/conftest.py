@@ -1,8 +1,10 @@
 """Shared fixtures: tiny data in the official CIFAR-10 format, a way to run the CLI, and one to compose its
-config in-process."""
+config in-process. Tests marked `cuda` need a GPU and tests marked `slurm` a SLURM cluster; see the hooks at the
+end."""
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import subprocess
@@ -78,11 +80,28 @@ def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
         return compose("config", overrides=list(overrides), return_hydra_config=hydra)
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `resnet-exp` in a subprocess as a user would (same interpreter, no terminal)."""
+def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start `resnet-exp` in a subprocess as a user would (same interpreter, no terminal), for a test that acts on
+    it while it runs; `finish` waits for it."""
     cmd = [sys.executable, "-m", "resnet_exp.cli", *args]
     full_env = {**os.environ, **(env or {}), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for a process from `start_cli`; killed, with what it printed so far, where it outlasts `timeout`."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"resnet-exp ran past {timeout:.0f} s; its output:\n{out}\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `resnet-exp` in a subprocess as a user would (same interpreter, no terminal)."""
+    return finish(start_cli(*args, cwd=cwd, env=env), timeout)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -93,3 +112,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("cuda"):
             item.add_marker(skip)
+
+
+@functools.cache
+def no_slurm_cluster() -> str | None:
+    """Why no SLURM cluster answers on this machine, as the sweep's own check says it; None where `sinfo` lists
+    a partition."""
+    from resnet_exp.errors import UserError
+    from resnet_exp.sweep import slurm_partitions
+
+    try:
+        return None if slurm_partitions() else "sinfo lists no partition"
+    except UserError as e:
+        return str(e)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `slurm` are skipped, with the reason, where no SLURM cluster answers `sinfo`
+    (`scripts/slurm_local.sh start` sets up one on this machine), but fail in CI (`CI=true`): there the cluster is
+    part of the set-up, and a broken set-up must not pass as skipped tests."""
+    if item.get_closest_marker("slurm") is None or (why := no_slurm_cluster()) is None:
+        return
+    message = f"no SLURM cluster answers here ({why}); scripts/slurm_local.sh start sets up a one-node one"
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI={os.environ['CI']}, where the slurm tests must run: {message}", pytrace=False)
+    pytest.skip(message)

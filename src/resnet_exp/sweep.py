@@ -4,8 +4,10 @@
 every job's config as Hydra's basic sweeper will, checks each one (a sweep whose every job would fail stops
 there, with one line), and logs the predicted wall time of the whole sweep: each distinct net shape timed once
 (forecast.py) with the threads a job will have, and the jobs placed on the launcher's workers in launch order.
-`jobs_at_once` is the resolver behind `hydra/launcher=parallel`'s `n_jobs`. At the sweep's end it counts the jobs
-that failed (each left `failure.json` in its dir and logged its one line) and exits with 1 if any did.
+`jobs_at_once` is the resolver behind `hydra/launcher=parallel`'s `n_jobs`. A SLURM sweep (`hydra/launcher=slurm`)
+first asks `sinfo` whether the cluster answers and has the partition it names: otherwise sbatch's refusal would
+come from inside submitit, as a traceback, after every job had been composed. At the sweep's end it counts the
+jobs that failed (each left `failure.json` in its dir and logged its one line) and exits with 1 if any did.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ log = logging.getLogger("resnet_exp")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 FAILURE = "failure.json"  # in a failed job's dir: its index and error
 
 
@@ -164,6 +168,9 @@ class SweepStart(Callback):
             log.info("%s", forecast_sweep(runnable, *placement).line())
         if config.get("predict"):
             sys.exit(0)
+        if error := check_cluster(config.hydra.launcher):
+            print(f"resnet-exp: error: {error}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """One line for the jobs of this launch that failed, and exit code 1, where any did."""
@@ -192,6 +199,40 @@ def check_job(cfg: DictConfig, data_here: bool) -> str | None:
             build(cfg.model)
     except UserError as e:
         return str(e)
+    return None
+
+
+def slurm_partitions() -> list[str]:
+    """The partitions the SLURM cluster of this machine offers, as `sinfo` lists them. Raises UserError where
+    SLURM's commands are missing or its controller does not answer."""
+    try:
+        listed = subprocess.run(["sinfo", "--noheader", "--format=%R"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise UserError("hydra/launcher=slurm submits its jobs with SLURM's sbatch, but SLURM's sinfo is not on this "
+                        "machine's PATH; run the sweep where SLURM's commands are (the cluster's login node)") from None
+    except subprocess.TimeoutExpired:
+        raise UserError("hydra/launcher=slurm: the SLURM controller did not answer sinfo within 60 s") from None
+    if listed.returncode != 0:
+        said = (listed.stderr.strip().splitlines() or [f"exit code {listed.returncode}"])[-1]
+        raise UserError(f"hydra/launcher=slurm: sinfo failed, so no job can be submitted: {said}")
+    return sorted(set(listed.stdout.split()))
+
+
+def check_cluster(launcher: DictConfig) -> str | None:
+    """Why a SLURM sweep cannot be submitted from here (no cluster answers, or it lacks the partition named by
+    `hydra.launcher.partition`, a comma list as sbatch takes it); None for other launchers and where all is well.
+    Without a partition SLURM chooses its default one, so only the cluster's answer is checked."""
+    if launcher._target_ != SLURM_LAUNCHER:
+        return None
+    try:
+        offered = slurm_partitions()
+    except UserError as e:
+        return str(e)
+    wanted = launcher.get("partition")
+    missing = [name for name in str(wanted).split(",") if name not in offered] if wanted else []
+    if missing:
+        return (f"hydra.launcher.partition={wanted}: this cluster has no partition {', '.join(map(repr, missing))}; "
+                f"sinfo offers: {', '.join(offered) or 'none'}")
     return None
 
 

@@ -8,11 +8,13 @@ Ctrl-C interrupts at once.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from types import FrameType, TracebackType
 from typing import Any
 
+log = logging.getLogger("resnet_exp")
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -47,7 +49,14 @@ class StopRequests:
         self.signum = signum
 
     def pass_on(self) -> None:
-        """Call the handler that was installed before ours for the received signal (submitit's requeue)."""
+        """Call the handler that was installed before ours for the received signal (submitit's requeue).
+
+        Submitit's handler requeues the SLURM job and exits the process at once, before the run's own message
+        about the stop is printed, so the stop is logged here first: otherwise a job's log would show the requeue
+        but not that the checkpoint was saved."""
         handler = self.previous.get(self.signum) if self.signum is not None else None
         if callable(handler) and handler is not signal.default_int_handler:
+            name = signal.Signals(self.signum).name
+            log.warning("stopped by %s, checkpoint saved; handing %s on to %s", name, name,
+                        getattr(handler, "__qualname__", handler))
             handler(self.signum, None)
