@@ -15,13 +15,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from resnet_exp.analysis.cli import main
-from resnet_exp.analysis.gradients import autocorrelation, loss_grad_norms, measure_shattering
-from resnet_exp.analysis.lesion import NOT_REMOVABLE, lesioned, measure_lesions
-from resnet_exp.analysis.responses import measure_responses
-from resnet_exp.analysis.sensitivity import compare, measure_sensitivity
 from resnet_exp.models import CifarResNet
 from resnet_exp.run import train
+from resnet_exp.tools.analysis.cli import main
+from resnet_exp.tools.analysis.gradients import autocorrelation, loss_grad_norms, measure_shattering
+from resnet_exp.tools.analysis.lesion import NOT_REMOVABLE, lesioned, measure_lesions
+from resnet_exp.tools.analysis.responses import measure_responses
+from resnet_exp.tools.analysis.sensitivity import compare, measure_sensitivity
 from resnet_exp.training.checkpoint import save_checkpoint
 from resnet_exp.training.trainer import grad_norms
 
@@ -187,7 +187,7 @@ def test_cli_run_dir_without_checkpoint_or_config_is_one_line_exit_2(tmp_path: P
     assert len(lines) == 2
     assert "no checkpoint" in lines[0] and "checkpoints/last.pt" in lines[0]
     assert "not a resnet-exp run dir" in lines[1]
-    proc = subprocess.run([sys.executable, "-m", "resnet_exp.analysis.cli", "gradients", str(no_checkpoint)],
+    proc = subprocess.run([sys.executable, "-m", "resnet_exp.tools.analysis.cli", "gradients", str(no_checkpoint)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 

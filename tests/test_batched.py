@@ -11,8 +11,8 @@ from resnet_exp.data.module import Batches
 from resnet_exp.data.synthetic import Synthetic
 from resnet_exp.errors import ConfigError
 from resnet_exp.models import CifarResNet
+from resnet_exp.tools.batched import BatchedNets
 from resnet_exp.training import StepSchedule, Trainer, TrainerSettings
-from resnet_exp.training.batched import BatchedNets
 from resnet_exp.training.optim import sgd
 
 # vmap has no batching rule for the as_strided_ that adaptive_avg_pool2d does on channels_last inputs: it loops

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnet_exp.analysis.cli import main as analyze
 from resnet_exp.devices import resolve_device
 from resnet_exp.errors import ConfigError
 from resnet_exp.tools import benchmark, step_profile
+from resnet_exp.tools.analysis.cli import main as analyze
 from resnet_exp.training import TrainerSettings
 
 

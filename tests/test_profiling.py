@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from resnet_exp.models import CifarResNet
-from resnet_exp.profiling import conv_backward_split, op_family, split_conv_backward
+from resnet_exp.tools.profiling import conv_backward_split, op_family, split_conv_backward
 
 
 @pytest.mark.parametrize(

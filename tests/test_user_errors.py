@@ -54,3 +54,16 @@ def test_ctrl_c_while_the_net_is_built_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130
     assert last_line(proc).startswith("resnet-exp: interrupted")
+
+
+def test_ctrl_c_during_an_analysis_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from resnet_exp.tools.analysis import cli
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C lands in the long measurement
+
+    monkeypatch.setattr(cli, "analyse", interrupted)
+    assert cli.main(["gradients", "--init", "resnet20", "--device", "cpu", "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err == "resnet-exp-analyze: interrupted; nothing was written\n"
+    assert not (tmp_path / "out").exists()

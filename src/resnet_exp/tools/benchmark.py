@@ -46,6 +46,7 @@ from resnet_exp.data.batches import TrainStream
 from resnet_exp.forecast import sync
 from resnet_exp.precision import bf16_unsupported
 from resnet_exp.run import build, seeded_model
+from resnet_exp.tools.batched import BatchedNets
 from resnet_exp.tools.timing import (
     EVAL_BATCH,
     Net,
@@ -59,7 +60,6 @@ from resnet_exp.tools.timing import (
     variant_parts,
     write_report,
 )
-from resnet_exp.training.batched import BatchedNets
 
 DEFAULT_VARIANTS = ("reference", "ours-fp32", "ours-bf16", "bare-fp32", "bare-bf16")
 VARIANTS = (*DEFAULT_VARIANTS, "compiled-fp32", "compiled-bf16", "batched-fp32", "batched-bf16")

@@ -6,7 +6,7 @@
 The step is the one `resnet-exp` runs and the benchmark's `ours` variants time: the net's trainer fed by the
 default device-resident pipeline, channels_last, fp32 or bf16 autocast (bf16 only where the device computes it
 natively). torch.profiler's self times over `--iters` steps are grouped into the families one can act on
-(`resnet_exp.profiling`), the batch fetching as its own family, with the conv backward split into its input and
+(`resnet_exp.tools.profiling`), the batch fetching as its own family, with the conv backward split into its input and
 weight gradients. Each model's unprofiled step time (`step_ms_unprofiled`, timed as the benchmark times) tells
 how much the profiler itself added. A Markdown table, and everything as JSON.
 """
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from resnet_exp.precision import bf16_unsupported
-from resnet_exp.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward
 from resnet_exp.tools import timing
+from resnet_exp.tools.profiling import conv_backward_split, data_scope, profile_steps, split_conv_backward
 from resnet_exp.training import Trainer
 
 VARIANTS = ("ours-fp32", "ours-bf16")

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet_exp.analysis.common import Subject, progress
 from resnet_exp.canvas import panels
+from resnet_exp.tools.analysis.common import Subject, progress
 
 KINDS = ("random", "fgsm")
 METRICS = ("relative_change", "flip_rate")

@@ -21,9 +21,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from resnet_exp.analysis.common import cifar_blocks
 from resnet_exp.canvas import panels
 from resnet_exp.run import assemble
+from resnet_exp.tools.analysis.common import cifar_blocks
 
 CLASSIFIER = "fc."  # parameter-name prefix of the CIFAR nets' linear layer
 SERIES = ("lr", "loss", "error", "feature_mean", "zero_fraction", "grad_classifier", "grad_rest")

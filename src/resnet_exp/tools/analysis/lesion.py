@@ -15,9 +15,9 @@ from typing import Any
 
 from torch import Tensor
 
-from resnet_exp.analysis.common import Subject, cifar_blocks, error_rate, forward, progress
 from resnet_exp.canvas import panels
 from resnet_exp.models.cifar import Block, CifarResNet
+from resnet_exp.tools.analysis.common import Subject, cifar_blocks, error_rate, forward, progress
 
 NOT_REMOVABLE = "not removable"
 

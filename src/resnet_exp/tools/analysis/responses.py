@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from resnet_exp.analysis.common import Subject, cifar_blocks, forward, progress
 from resnet_exp.canvas import panels
 from resnet_exp.models.cifar import Block, CifarResNet, add_shortcut
+from resnet_exp.tools.analysis.common import Subject, cifar_blocks, forward, progress
 
 
 class _Moments:

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet_exp.analysis.common import Subject, progress
 from resnet_exp.canvas import panels
 from resnet_exp.errors import UserError
+from resnet_exp.tools.analysis.common import Subject, progress
 from resnet_exp.training.trainer import grad_norms
 
 

@@ -13,15 +13,16 @@ User errors (a run dir without config or checkpoint, missing data, bad values) e
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resnet_exp.analysis import gradients, lesion, responses, sensitivity, start
-from resnet_exp.analysis.common import Subject, Workbench, compose_config, read_config, relabel, write_outputs
 from resnet_exp.devices import device_argument
 from resnet_exp.errors import UserError
+from resnet_exp.tools.analysis import gradients, lesion, responses, sensitivity, start
+from resnet_exp.tools.analysis.common import Subject, Workbench, compose_config, read_config, relabel, write_outputs
 
 PROG = "resnet-exp-analyze"
 
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # an analysis writes its outputs at the end, so nothing partial is left behind
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 128 + signal.SIGINT
     written = write_outputs(out, args.command, payload, fig)
     print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
     return 0
