@@ -137,3 +137,14 @@ def test_a_run_dir_that_cannot_be_written_ends_as_failed_in_one_line(tmp_path: P
         f"resnet-exp: error: File exists: '{run_dir / 'checkpoints'}'; resnet-exp writes its run there")
     assert "Traceback" not in proc.stderr
     assert summary(run_dir)["status"] == "failed" and summary(run_dir)["failure"].startswith("FileExistsError")
+
+
+def test_a_checkpoint_recording_its_settings_in_the_earlier_layout_is_refused_in_one_line(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    record = state["run"]
+    state["run"] = {key: value for key, value in record.items() if key != "settings"} | {"lr": 0.1}  # flat, as before
+    checkpoint_module.save_checkpoint(state, tmp_path / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="records its settings in the layout of resnet-exp before") as refused:
+        train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    assert "trainer.resume=false" in str(refused.value)

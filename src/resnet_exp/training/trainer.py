@@ -208,6 +208,12 @@ class Trainer:
         after which it took effect. The net itself never changes: its weights would be read as another net's."""
         if recorded is None or self.record is None:
             return
+        run_dir = str(self.checkpoint_path.parent.parent)
+        if "settings" not in recorded:
+            raise CheckpointError(
+                f"run dir {run_dir!r} holds a checkpoint that records its settings in the layout of resnet-exp before "
+                "2026-12-02, which cannot be compared with this run's; start afresh with trainer.resume=false or "
+                "another hydra.run.dir")
         old, new = flat_record(recorded), flat_record(self.record)
         differ = {key: [old.get(key), new.get(key)] for key in sorted(old.keys() | new.keys())
                   if key not in MAY_DIFFER_ON_RESUME and old.get(key) != new.get(key)}
@@ -216,7 +222,6 @@ class Trainer:
         if not differ:
             return
         listed = "; ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in differ.items())
-        run_dir = str(self.checkpoint_path.parent.parent)
         if any(key in NET or key.startswith("model.") for key in differ):
             raise CheckpointError(
                 f"run dir {run_dir!r} holds a run of another net ({listed}); run with its own settings to continue "
