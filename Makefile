@@ -41,6 +41,10 @@ predict: install  ## how long `make demo` will take on this machine (times a few
 test: install  ## the default suite (slow tests excluded)
 	$(BIN)/python -m pytest -q $(ARGS)
 
+.PHONY: test-slurm
+test-slurm: install  ## the tests on a SLURM cluster, where sinfo answers (`sudo scripts/slurm_local.sh start` sets one up here)
+	$(BIN)/python -m pytest -q -m slurm $(ARGS)
+
 test-all: install  ## every test, the slow ones too
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 

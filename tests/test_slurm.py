@@ -89,8 +89,17 @@ def job_log(sweep_dir: Path, job: str) -> str:
     return "".join(p.read_text() for p in sorted((sweep_dir / ".submitit" / job).glob("*_log.*")))
 
 
-def iterations(run_dir: Path) -> list[int]:
-    return [json.loads(line)["iteration"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+def assert_every_point_once(run_dir: Path, max_iters: int, eval_every: int) -> None:
+    """Nothing lost, nothing repeated: metrics.jsonl and TensorBoard hold each evaluation once and in order, and
+    TensorBoard the lr of every progress read (`trainer.log_every=5`, FAST's), over however many starts."""
+    evaluated = list(range(eval_every, max_iters + 1, eval_every))
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == evaluated
+    events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
+    events.Reload()
+    for tag in ("train/error", "test/error", "epoch"):
+        assert [e.step for e in events.Scalars(tag)] == evaluated, tag
+    assert [e.step for e in events.Scalars("lr")] == list(range(5, max_iters + 1, 5))
 
 
 def report(*run_dirs: Path, out: Path) -> subprocess.CompletedProcess:
@@ -152,21 +161,17 @@ def test_a_job_past_its_time_limit_checkpoints_on_usr2_is_requeued_and_completes
     assert "stopped by SIGUSR2, checkpoint saved" in (run_dir / "cli.log").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["status"], summary["iterations"]) == ("completed", 3000)
-    evaluated = list(range(500, 3001, 500))
-    assert iterations(run_dir) == evaluated
-    events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
-    events.Reload()
-    for tag in ("train/error", "test/error", "epoch"):
-        assert [e.step for e in events.Scalars(tag)] == evaluated, tag
-    assert [e.step for e in events.Scalars("lr")] == list(range(5, 3001, 5))  # trainer.log_every=5
+    assert_every_point_once(run_dir, 3000, 500)
 
 
 @pytest.mark.slurm
 def test_a_killed_job_leaves_a_resumable_run_that_the_report_lists_as_not_completed(tmp_path: Path) -> None:
+    """SIGKILL (what an out-of-memory kill or a lost node does) ends the sweep command with submitit's error; the
+    other job runs on, and the same command again resumes the killed run from its last checkpoint."""
     sweep_dir = tmp_path / "sweep"
     killed, other = sweep_dir / "0_plain20_seed0", sweep_dir / "1_resnet20_seed0"
-    submitted = start_cli("-m", *slurm(), *RUN, "model=plain20,resnet20", f"hydra.sweep.dir={sweep_dir}",
-                          cwd=tmp_path)
+    command = ["-m", *slurm(), *RUN, "model=plain20,resnet20", f"hydra.sweep.dir={sweep_dir}"]
+    submitted = start_cli(*command, cwd=tmp_path)
     job = slurm_job(sweep_dir, 0)
     wait_until((killed / "checkpoints" / "last.pt").exists, 180, "the job's first checkpoint")
     holder = (killed / ".lock").read_text().split()  # "process PID on HOST", the process training the run
@@ -179,10 +184,11 @@ def test_a_killed_job_leaves_a_resumable_run_that_the_report_lists_as_not_comple
     listed = report(sweep_dir, out=tmp_path / "report")
     assert "runs: 1 completed, 1 running" in listed.stderr + listed.stdout
     assert re.search(rf"{killed}.*plain8 seed 0, \d+/150 iterations", listed.stderr + listed.stdout)
-    resumed = run_cli(*RUN, "model=plain20", f"hydra.run.dir={killed}", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((killed / "summary.json").read_text())["status"] == "completed"
-    assert iterations(killed) == [30, 60, 90, 120, 150]
+    again = run_cli(*command, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"resumed from .* at iteration [1-9]", (killed / "cli.log").read_text())
+    assert [json.loads((d / "summary.json").read_text())["status"] for d in (killed, other)] == ["completed"] * 2
+    assert_every_point_once(killed, 150, 30)
 
 
 @pytest.mark.slurm
