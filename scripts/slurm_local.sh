@@ -193,11 +193,13 @@ start() {
     for name in "${DAEMONS[@]}"; do
         start_daemon "$name"
     done
-    local i state=""
-    for i in $(seq 60); do
+    local state=""
+    for _ in $(seq 60); do
         state=$(sinfo -h -n localhost -o %T 2>/dev/null || true)
         [[ $state == idle* || $state == mix* || $state == alloc* ]] && break
-        [[ $state == down* || $state == drain* ]] && scontrol update NodeName=localhost State=RESUME 2>/dev/null
+        if [[ $state == down* || $state == drain* ]]; then  # a node state kept from an earlier start
+            scontrol update NodeName=localhost State=RESUME 2>/dev/null || true
+        fi
         sleep 0.5
     done
     [[ $state == idle* || $state == mix* || $state == alloc* ]] || \
@@ -224,7 +226,9 @@ stop() {
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.1
             done
-            kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+            if kill -0 "$pid" 2>/dev/null; then
+                kill -9 "$pid" 2>/dev/null || true
+            fi
             say "$name stopped (PID $pid)"
             stopped=$((stopped + 1))
         fi

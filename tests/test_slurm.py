@@ -157,7 +157,7 @@ def test_a_job_past_its_time_limit_checkpoints_on_usr2_is_requeued_and_completes
     done = run_cli("-m", *limit, *long_run, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr
     job = slurm_job(sweep_dir, 0)
-    assert int(job_record(job)["Restarts"]) >= 1
+    assert int(job_record(job)["Restarts"]) >= 1, "the run ended before its USR2: make it longer for this machine"
     assert "stopped by SIGUSR2, checkpoint saved" in (run_dir / "cli.log").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["status"], summary["iterations"]) == ("completed", 3000)
