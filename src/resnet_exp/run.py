@@ -85,14 +85,15 @@ def hparams(cfg: DictConfig, trainer: Trainer, data: DataModule) -> dict[str, An
     """What defines the run: the net (as it names itself, its depth, whether residual, its block kind), the data
     (as it names itself), the seed, and `settings`: every other key of the resolved config by its command-line
     name (`optim.lr`), but the few that cannot change what is trained or measured (`UNRECORDED`), with the precision
-    and memory format the trainer resolved. A new config key is thus recorded without a line here. JSON-ready;
-    lists are written as strings, as TensorBoard needs."""
+    and memory format the trainer resolved. A new config key is thus recorded without a line here. `changes`: the
+    settings changed on purpose when resuming (`Trainer.check_same_run`). JSON-ready; lists are written as strings,
+    as TensorBoard needs."""
     model = trainer.model
     settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))
     settings["trainer.precision"] = trainer.precision
     settings["trainer.channels_last"] = trainer.memory_format == torch.channels_last
     return {"model": model.name, "depth": cfg.model.depth, "residual": cfg.model.residual, "block": model.block,
-            "data": data.name, "seed": cfg.seed, "settings": settings}
+            "data": data.name, "seed": cfg.seed, "settings": settings, "changes": []}
 
 
 def flat_settings(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
