@@ -11,9 +11,10 @@ For a figure `OUT.<ext>` (png, pdf or svg) it writes:
   provenance and compute path of summary.json: what differs between runs, with counts, or one line if nothing);
 - `OUT_runs.md`: one row per run (seed, final errors, wall time, device), the numbers behind the means.
 
-A configuration is everything summary.json records that changes training (`runlog.SETTING_KEYS`: lr,
-schedule, batch size, precision, ...); only runs that differ in nothing but the seed are averaged. Where
-configurations of one net differ, legends and the table name the settings that differ (`resnet56 lr=0.05`).
+A configuration is the net, the data and everything under summary.json's `settings` (every config key that can
+change training: optim.lr, schedule.*, trainer.batch_size, trainer.precision, ...), with the history of settings
+changed during the run; only runs that differ in nothing but the seed are averaged. Where configurations differ,
+legends and the table name the settings that differ (`resnet56 optim.lr=0.05`).
 
 Modules: `runs` (finding, reading and grouping runs), `tables`, `figures`, `paper` (the paper's numbers),
 `make` (`make_report`, all of it from paths to files) and `cli` (the `resnet-exp-report` command).
