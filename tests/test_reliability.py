@@ -5,13 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, run_cli
+from conftest import FAST, finish, run_cli, start_cli
 
 from resnet_exp.training.checkpoint import load_checkpoint
 from resnet_exp.training.signals import StopRequests
@@ -45,16 +44,14 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, 
 
 def start_and_signal(run_dir: Path, sig: int, after_checkpoint: bool) -> subprocess.CompletedProcess:
     """Start a run, send `sig` once it has trained (past its first checkpoint if asked), wait for it."""
-    cmd = [sys.executable, "-m", "resnet_exp.cli", *RUN, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=run_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli(*RUN, f"hydra.run.dir={run_dir}", cwd=run_dir.parent)
     marker = run_dir / ("checkpoints/last.pt" if after_checkpoint else "summary.json")
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return finish(proc, timeout=120)
 
 
 def test_sigkill_after_checkpoint_then_resume_gives_identical_results(tmp_path: Path, uninterrupted) -> None:
