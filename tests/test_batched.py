@@ -76,7 +76,7 @@ def train_both(
     layout = torch.channels_last if channels_last else torch.contiguous_format
     batched = BatchedNets(copy.deepcopy(nets), memory_format=layout)
     settings = TrainerSettings(device="cpu", precision="fp32", channels_last=channels_last)
-    schedule = StepSchedule(milestones=[10, 15])
+    schedule = StepSchedule(lr=0.1, max_iters=20, milestones=[10, 15])
     cpu = torch.device("cpu")
     trainers = [Trainer(settings, net, sgd(net.parameters()), schedule, batches, cpu, None) for net in nets]
     for iteration, (xs, ys) in enumerate(data(len(nets), size=size, dtype=dtype)):

@@ -55,12 +55,13 @@ def test_multirun_sweeps_two_models_into_the_sweep_dir(tmp_path: Path) -> None:
         (["data=imagenet"], "Could not find 'data/imagenet'"),
         (["trainer.batch_size=0"], "trainer.batch_size=0 must be a positive integer"),
         (["optim.lr=-0.1"], "optim.lr=-0.1 must be a positive number"),
-        (["schedule.milestones=[48000,32000]"], "schedule.milestones=[48000, 32000] must be positive and increasing"),
+        (["schedule.milestones=[0.75,0.5]"], "schedule.milestones=[0.75, 0.5] must be increasing along the run"),
+        (["schedule.milestones=[32000,48000]"], "iteration 32000 is not before the run's end (trainer.max_iters=2)"),
         (["trainer.device=tpu"], "trainer.device='tpu' is not known; accepted: auto, cpu, cuda"),
         (["trainer.device=cuda:x"], "trainer.device='cuda:x' is not known; accepted: auto, cpu, cuda, cuda:N"),
         (["schedule.ramp_iters=-5"], "schedule.ramp_iters=-5 must be a non-negative integer"),
         (["seed=abc"], "seed='abc' is not a seed; accepted: a non-negative integer"),
-        (["schedule.milestones=abc"], "schedule.milestones='abc' is not a list of iterations"),
+        (["schedule.milestones=abc"], "schedule.milestones='abc' is not a list; accepted: fractions of the run"),
     ],
 )
 def test_bad_input_ends_with_one_clear_line(tmp_path: Path, overrides: list[str], message: str) -> None:

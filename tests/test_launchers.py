@@ -46,12 +46,16 @@ class Submitted(Exception):
 def test_slurm_sweep_asks_for_one_gpu_per_job_and_warns_before_the_time_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The batch script that the slurm launcher config makes submitit hand to sbatch for a two-job sweep."""
+    """The batch script that the slurm launcher config makes submitit hand to sbatch for a two-job sweep. Nothing
+    reaches SLURM, so it runs on any machine: SLURM's commands are taken off PATH, and submitit's executor, which
+    refuses to be built where `srun` is missing, is told a job's CPUs instead of asking srun."""
     from hydra.utils import instantiate
     from submitit.slurm.slurm import SlurmExecutor
 
     from resnet_exp.training.signals import SIGNALS
 
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm"))
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))
     submitted: dict = {}
 
     def submit(executor: SlurmExecutor, command: str) -> None:

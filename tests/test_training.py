@@ -3,6 +3,7 @@
 import functools
 import json
 import math
+import signal
 import statistics
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.report.runs import find_runs, group_runs
 from resnet_exp.report.tables import table_rows
 from resnet_exp.run import UNRECORDED, assemble, train
-from resnet_exp.training import Diverged, StepSchedule
+from resnet_exp.training import Diverged, StepSchedule, Trainer
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
+from resnet_exp.training.signals import Interrupted
 
 
 def config(*overrides: str) -> DictConfig:
@@ -27,51 +29,92 @@ def config(*overrides: str) -> DictConfig:
 
 
 def test_step_schedule_matches_the_paper() -> None:
-    s = StepSchedule()
-    assert [s.lr(i, 0.1) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
+    s = StepSchedule(lr=0.1, max_iters=64000)
+    assert s.milestones == [32000, 48000]
+    assert [s.lr(i) for i in (0, 31999, 32000, 47999, 48000, 63999)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
     )
 
 
+@pytest.mark.parametrize(("max_iters", "milestones"), [(64000, [32000, 48000]), (2000, [1000, 1500]), (40, [20, 30]),
+                                                       (3, [1, 2]), (1, [0, 0])])
+def test_the_default_milestones_are_half_and_three_quarters_of_the_run(max_iters: int, milestones: list) -> None:
+    assert StepSchedule(lr=0.1, max_iters=max_iters).milestones == milestones
+
+
+def test_milestones_may_be_iterations_fractions_or_none() -> None:
+    assert StepSchedule(lr=0.1, max_iters=2000, milestones=[0.25, 1500]).milestones == [500, 1500]
+    constant = StepSchedule(lr=0.1, max_iters=2000, milestones=[])
+    assert {constant.lr(i) for i in range(2000)} == {0.1}
+
+
+@pytest.mark.parametrize(("milestones", "message"), [
+    ([32000, 48000], r"iteration 32000 is not before the run's end \(trainer.max_iters=2000\), so the lr would never"),
+    ([2000], "iteration 2000 is not before the run's end"),
+    ([0.75, 0.5], "must be increasing along the run"),
+    ([0.5, 500], "must be increasing along the run"),
+    ([1.0], r"a fraction of the run must lie in \(0, 1\), not 1.0"),
+    ([0], "iteration 0 is before the first one"),
+    (["a"], "'a' is neither a fraction nor an iteration"),
+    ("abc", "schedule.milestones='abc' is not a list"),
+])
+def test_bad_milestones_name_the_value_and_what_is_accepted(milestones, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        StepSchedule(lr=0.1, max_iters=2000, milestones=milestones)
+    assert "or [] for a constant lr" in str(refused.value)
+
+
 def test_warmup_holds_until_training_error_drops() -> None:
-    s = StepSchedule(warmup_lr=0.01, warmup_until_error=80.0)
-    assert s.lr(0, 0.1) == 0.01
+    s = StepSchedule(lr=0.1, max_iters=64000, warmup_lr=0.01, warmup_until_error=80.0)
+    assert s.lr(0) == 0.01
     s.observe(85.0)
-    assert s.lr(100, 0.1) == 0.01
+    assert s.lr(100) == 0.01
     s.observe(79.0)
-    assert s.lr(101, 0.1) == pytest.approx(0.1)
-    restored = StepSchedule(warmup_lr=0.01)
+    assert s.lr(101) == pytest.approx(0.1)
+    restored = StepSchedule(lr=0.1, max_iters=64000, warmup_lr=0.01)
     restored.load_state_dict(s.state_dict())
     assert not restored.warming
 
 
 def test_linear_warmup_ramps_to_the_step_schedule() -> None:
-    s = StepSchedule(milestones=[10, 20], ramp_iters=4)
-    assert [s.lr(i, 0.1) for i in (0, 1, 2, 3, 4, 9, 10, 20)] == pytest.approx(
+    s = StepSchedule(lr=0.1, max_iters=30, milestones=[10, 20], ramp_iters=4)
+    assert [s.lr(i) for i in (0, 1, 2, 3, 4, 9, 10, 20)] == pytest.approx(
         [0.025, 0.05, 0.075, 0.1, 0.1, 0.1, 0.01, 0.001]
     )
-    assert StepSchedule(milestones=[10], ramp_iters=0).lr(0, 0.1) == pytest.approx(0.1)
+    assert StepSchedule(lr=0.1, max_iters=30, milestones=[10], ramp_iters=0).lr(0) == pytest.approx(0.1)
 
 
 def test_linear_warmup_composes_with_the_papers_constant_warmup() -> None:
-    s = StepSchedule(milestones=[100], warmup_lr=0.01, ramp_iters=4)
-    assert [s.lr(i, 0.1) for i in (0, 3, 10)] == pytest.approx([0.0025, 0.01, 0.01])
+    s = StepSchedule(lr=0.1, max_iters=200, milestones=[100], warmup_lr=0.01, ramp_iters=4)
+    assert [s.lr(i) for i in (0, 3, 10)] == pytest.approx([0.0025, 0.01, 0.01])
     s.observe(70.0)
-    assert s.lr(11, 0.1) == pytest.approx(0.1)
+    assert s.lr(11) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "200", 10, 50])
 def test_bad_ramp_iters_names_value_and_accepted(bad) -> None:
     with pytest.raises(ConfigError, match=r"schedule.ramp_iters=.*(non-negative integer|below the first milestone)"):
-        StepSchedule(milestones=[10, 20], ramp_iters=bad)
+        StepSchedule(lr=0.1, max_iters=30, milestones=[10, 20], ramp_iters=bad)
 
 
-def test_run_killed_during_the_ramp_resumes_on_the_same_lrs(tmp_path: Path) -> None:
+def test_run_killed_during_the_ramp_resumes_on_the_same_lrs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
-    ramp = ["schedule.ramp_iters=8", "schedule.milestones=[10]", "trainer.eval_every=2", "trainer.log_every=1"]
-    train(config("trainer.max_iters=12", *ramp), whole)
-    train(config("trainer.max_iters=4", *ramp), split)  # stops inside the ramp
-    train(config("trainer.max_iters=12", *ramp), split)
+    run = config("trainer.max_iters=12", "schedule.ramp_iters=8", "schedule.milestones=[10]", "trainer.eval_every=2",
+                 "trainer.log_every=1")
+    train(run, whole)
+    step = Trainer.train_step
+
+    def killed_at_4(self: Trainer, *args, **kwargs):
+        if self.iteration == 4:
+            signal.raise_signal(signal.SIGTERM)  # inside the ramp, answered before the next step
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", killed_at_4)
+        with pytest.raises(Interrupted):
+            train(run, split)
+    assert load_checkpoint(split / "checkpoints" / "last.pt")["iteration"] == 5
+    train(run, split)
     lrs = [json.loads(line)["lr"] for line in (split / "metrics.jsonl").read_text().splitlines()]
     assert lrs == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.01])  # update i-1 ends at iteration i
     assert (whole / "metrics.jsonl").read_text() == (split / "metrics.jsonl").read_text()
@@ -91,6 +134,35 @@ def test_checkpoint_of_the_other_option_a_layout_is_refused(tmp_path: Path) -> N
         train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
     summary = train(config("trainer.max_iters=4", "trainer.eval_every=2", "model.zero_channels=end"), tmp_path)
     assert summary["iterations"] == 4 and summary["settings"]["model.zero_channels"] == "end"
+
+
+def lr_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """The lr at each progress read, as TensorBoard shows it: (iteration, lr of the update that ended there)."""
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return [(e.step, pytest.approx(e.value)) for e in events.Scalars("lr")]
+
+
+def test_a_shortened_run_with_the_default_schedule_decays_at_half_and_three_quarters(tmp_path: Path) -> None:
+    summary = train(config("trainer.max_iters=40", "trainer.eval_every=20", "trainer.log_every=1"), tmp_path)
+    assert lr_curve(tmp_path) == [(i, 0.1 if i <= 20 else 0.01 if i <= 30 else 0.001) for i in range(1, 41)]
+    assert summary["settings"]["schedule.milestones"] == "[20, 30]"
+
+
+def test_a_run_continued_to_another_length_keeps_the_milestones_it_trained_with(tmp_path: Path) -> None:
+    """A run recording iterations (as every run did before milestones were fractions of the run, here [2, 3] of 4)
+    resumed with the default fractions and a longer trainer.max_iters keeps them: its lr does not jump back up."""
+    train(config("trainer.max_iters=4", "trainer.eval_every=2", "trainer.log_every=1", "schedule.milestones=[2,3]"),
+          tmp_path)
+    summary = train(config("trainer.max_iters=8", "trainer.eval_every=2", "trainer.log_every=1"), tmp_path)
+    assert lr_curve(tmp_path) == [(1, 0.1), (2, 0.1), (3, 0.01), *((i, 0.001) for i in range(4, 9))]
+    assert summary["settings"]["schedule.milestones"] == "[2, 3]" and summary["changes"] == []
+
+
+def test_a_run_resumed_with_other_milestones_is_refused_naming_them(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2", "schedule.milestones=[1]"), tmp_path)
+    with pytest.raises(CheckpointError, match=r"schedule.milestones '\[1\]' -> '\[4, 6\]'"):
+        train(config("trainer.max_iters=8", "trainer.eval_every=2"), tmp_path)
 
 
 def test_learning_rate_milestones_are_applied_in_training(tmp_path: Path) -> None:
@@ -126,9 +198,10 @@ def state_hash(run_dir: Path) -> list[torch.Tensor]:
 
 def test_resume_continues_to_identical_weights_and_metrics(tmp_path: Path) -> None:
     whole, split = tmp_path / "whole", tmp_path / "split"
-    train(config("trainer.max_iters=12", "trainer.eval_every=4"), whole)
-    train(config("trainer.max_iters=8", "trainer.eval_every=4"), split)
-    summary = train(config("trainer.max_iters=12", "trainer.eval_every=4"), split)
+    drops = "schedule.milestones=[6,7]"  # inside both lengths, so that the longer run shows the shorter one's lr
+    train(config("trainer.max_iters=12", "trainer.eval_every=4", drops), whole)
+    train(config("trainer.max_iters=8", "trainer.eval_every=4", drops), split)
+    summary = train(config("trainer.max_iters=12", "trainer.eval_every=4", drops), split)
     assert summary["iterations"] == 12
     for a, b in zip(state_hash(whole), state_hash(split), strict=True):
         assert torch.equal(a, b)
@@ -162,7 +235,7 @@ def test_divergence_stops_with_status_and_keeps_last_good_checkpoint(tmp_path: P
 
 
 def test_summary_records_every_setting_of_the_config_resolved(tmp_path: Path) -> None:
-    cfg = config("trainer.max_iters=2", "trainer.eval_every=2", "schedule.ramp_iters=1", "optim.lr=0.05",
+    cfg = config("trainer.max_iters=4", "trainer.eval_every=2", "schedule.ramp_iters=1", "optim.lr=0.05",
                  "trainer.precision=bf16")
     summary = train(cfg, tmp_path)
     assert summary == json.loads((tmp_path / "summary.json").read_text())
@@ -174,7 +247,7 @@ def test_summary_records_every_setting_of_the_config_resolved(tmp_path: Path) ->
                                      "schedule.milestones", "optim.momentum", "trainer.log_every",
                                      "data.split_seed")} == {
         "optim.lr": 0.05, "schedule.ramp_iters": 1, "trainer.precision": "bf16", "trainer.channels_last": True,
-        "model.zero_channels": "both", "trainer.batch_size": 32, "schedule.milestones": "[32000, 48000]",
+        "model.zero_channels": "both", "trainer.batch_size": 32, "schedule.milestones": "[2, 3]",
         "optim.momentum": 0.9, "trainer.log_every": 5, "data.split_seed": 0,
     }
     # Every key of the config is recorded, but the few that cannot change what is trained or measured.
@@ -232,8 +305,8 @@ def test_each_compute_path_computes_as_set_and_trains_as_fp32_does(
 def test_the_papers_warmup_ends_at_the_first_progress_read_below_its_error(tmp_path: Path) -> None:
     """`schedule=warmup` trains at lr 0.01 until a progress read (every `trainer.log_every`) finds the training
     error since the previous read below 80%, then at 0.1. Evaluating at every read shows each read's error."""
-    train(config("schedule=warmup", "trainer.max_iters=24", "trainer.eval_every=2", "trainer.log_every=2",
-                 "trainer.eval_images=32"), tmp_path)
+    train(config("schedule=warmup", "schedule.milestones=[]", "trainer.max_iters=24", "trainer.eval_every=2",
+                 "trainer.log_every=2", "trainer.eval_images=32"), tmp_path)
     points = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in points] == list(range(2, 25, 2))
     first_below = next(m["iteration"] for m in points if m["train/error"] < 80.0)

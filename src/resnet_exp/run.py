@@ -29,7 +29,7 @@ from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
 from resnet_exp.rundir import lock_run_dir
 from resnet_exp.runlog import RunLog, format_duration, read_metrics, read_summary
-from resnet_exp.training import Diverged, Trainer
+from resnet_exp.training import Diverged, StepSchedule, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
 from resnet_exp.training.trainer import flat_record
 
@@ -84,14 +84,15 @@ def accepted_keys(target: Any) -> list[str] | None:
 def hparams(cfg: DictConfig, trainer: Trainer, data: DataModule) -> dict[str, Any]:
     """What defines the run: the net (as it names itself, its depth, whether residual, its block kind), the data
     (as it names itself), the seed, and `settings`: every other key of the resolved config by its command-line
-    name (`optim.lr`), but the few that cannot change what is trained or measured (`UNRECORDED`), with the precision
-    and memory format the trainer resolved. A new config key is thus recorded without a line here. `changes`: the
-    settings changed on purpose when resuming (`Trainer.check_same_run`). JSON-ready; lists are written as strings,
-    as TensorBoard needs."""
+    name (`optim.lr`), but the few that cannot change what is trained or measured (`UNRECORDED`), with the precision,
+    memory format and lr milestones (iterations, where fractions of the run were given) the trainer resolved. A new
+    config key is thus recorded without a line here. `changes`: the settings changed on purpose when resuming
+    (`Trainer.check_same_run`). JSON-ready; lists are written as strings, as TensorBoard needs."""
     model = trainer.model
     settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))
     settings["trainer.precision"] = trainer.precision
     settings["trainer.channels_last"] = trainer.memory_format == torch.channels_last
+    settings["schedule.milestones"] = str(trainer.schedule.milestones)
     return {"model": model.name, "depth": cfg.model.depth, "residual": cfg.model.residual, "block": model.block,
             "data": data.name, "seed": cfg.seed, "settings": settings, "changes": []}
 
@@ -108,6 +109,12 @@ def flat_settings(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def build_schedule(cfg: DictConfig) -> StepSchedule:
+    """The run's lr for every iteration: `cfg.schedule` with the lr of `cfg.optim` and the run's length, which
+    fractional milestones are fractions of."""
+    return build(cfg.schedule, lr=cfg.optim.lr, max_iters=cfg.trainer.max_iters)
+
+
 def seeded_model(cfg: DictConfig) -> nn.Module:
     """The net of `cfg` with the weights its run starts from: seeded by `cfg.seed`, then built."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
@@ -121,7 +128,7 @@ def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: Da
     """The run's trainer with its seeded net, optimizer, schedule and batches (from `data` where given, else from
     `cfg.data`), checkpointing into `run_dir` (None: never)."""
     settings = build(cfg.trainer)
-    schedule = build(cfg.schedule)
+    schedule = build_schedule(cfg)
     data = data or build(cfg.data)
     device = settings.torch_device(job_index)
     settings.configure_torch()

@@ -156,7 +156,6 @@ class Trainer:
         self.schedule = schedule
         self.batches = batches
         self.device = device
-        self.base_lr = optimizer.defaults["lr"]
         self.checkpoint_path = checkpoint_path
         self.iteration = 0
         self.wall_time = 0.0
@@ -205,7 +204,9 @@ class Trainer:
         """Refuse to continue a checkpoint of another configuration, naming each differing setting, old and new.
         Only what cannot change what was trained so far may differ (`MAY_DIFFER_ON_RESUME`), unless the run asks
         for it (`trainer.allow_changes`): then each change goes into the record's `changes` with the iteration
-        after which it took effect. The net itself never changes: its weights would be read as another net's."""
+        after which it took effect. The net itself never changes: its weights would be read as another net's. A run
+        continued to another length keeps the lr milestones it trained with where this run's milestones, resolved
+        over the recorded length, are the same (`StepSchedule.keep_recorded`)."""
         if recorded is None or self.record is None:
             return
         run_dir = str(self.checkpoint_path.parent.parent)
@@ -215,6 +216,11 @@ class Trainer:
                 "2026-12-02, which cannot be compared with this run's; start afresh with trainer.resume=false or "
                 "another hydra.run.dir")
         old, new = flat_record(recorded), flat_record(self.record)
+        length, milestones = old.get("trainer.max_iters"), old.get("schedule.milestones")
+        if length != new.get("trainer.max_iters") and self.schedule.keep_recorded(milestones, length):
+            self.record["settings"]["schedule.milestones"] = new["schedule.milestones"] = milestones
+            log.info("trainer.max_iters %s -> %s: the lr keeps the milestones the run trained with, %s",
+                     length, new.get("trainer.max_iters"), milestones)
         differ = {key: [old.get(key), new.get(key)] for key in sorted(old.keys() | new.keys())
                   if key not in MAY_DIFFER_ON_RESUME and old.get(key) != new.get(key)}
         changes = list(recorded.get("changes", []))
@@ -255,7 +261,8 @@ class Trainer:
         }
 
     def set_lr(self) -> float:
-        lr = self.schedule.lr(self.iteration, self.base_lr)
+        """Apply the schedule's lr for the next update; the schedule, not the optimizer, is where the lr is read."""
+        lr = self.schedule.lr(self.iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -272,8 +279,10 @@ class Trainer:
             return self.net(x).float()
 
     def step(self, x: torch.Tensor, y: torch.Tensor, measure_grads: bool = False) -> StepResult:
-        """One SGD step on (x, y) at the optimizer's current lr, added to the meter (the net is in train mode:
-        `evaluate` switches back after itself); with `measure_grads`, the per-parameter gradient norms too."""
+        """One SGD step on (x, y) at the schedule's lr for the next iteration, added to the meter (the net is in
+        train mode: `evaluate` switches back after itself); with `measure_grads`, the per-parameter gradient norms
+        too."""
+        lr = self.set_lr()
         logits = self.forward(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -283,11 +292,10 @@ class Trainer:
         with torch.no_grad():
             wrong = (logits.argmax(1) != y).sum()
         self.meter.add(loss, wrong, len(y))
-        return StepResult(self.optimizer.param_groups[0]["lr"], loss.detach(), wrong, len(y), norms)
+        return StepResult(lr, loss.detach(), wrong, len(y), norms)
 
     def train_step(self, measure_grads: bool = False) -> StepResult:
-        """The next iteration: its lr from the schedule, the next training batch, one step."""
-        self.set_lr()
+        """The next iteration: the next training batch, one step."""
         result = self.step(*next(self.batches.train), measure_grads)
         self.iteration += 1
         return result
@@ -302,7 +310,7 @@ class Trainer:
                 "No checkpoint was written before it")
             raise Diverged(
                 f"training loss became {loss_sum / max(images, 1)} by iteration {self.iteration} "
-                f"(lr {self.schedule.lr(self.iteration - 1, self.base_lr):g}); lower optim.lr or check the data. "
+                f"(lr {self.schedule.lr(self.iteration - 1):g}); lower optim.lr or check the data. "
                 + kept
             )
         error = 100.0 * wrong / max(images, 1)
