@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
-from resnet_exp.run import build, step_cost
+from resnet_exp.run import build, build_schedule, step_cost
 from resnet_exp.runlog import format_duration
 
 log = logging.getLogger("resnet_exp")
@@ -190,7 +190,7 @@ def check_job(cfg: DictConfig, data_here: bool) -> str | None:
     there. None where nothing is found."""
     try:
         build(cfg.trainer)
-        build(cfg.schedule)
+        build_schedule(cfg)
         data = build(cfg.data)
         data.check_batch_size(cfg.trainer.batch_size)
         if data_here:
