@@ -18,7 +18,7 @@ DEMO_DIR ?= outputs/demo
 RUNS ?= $(DEMO_DIR)
 OUT ?= $(RUNS)/degradation.png
 
-.PHONY: help install demo predict test test-all lint train sweep plot bench profile gpu-check tensorboard clean
+.PHONY: help install try demo predict test test-all lint train sweep plot bench profile gpu-check tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)  ## create .venv and install the package with its dev extras
+
+try: install  ## one minute on any CPU: a tiny synthetic sweep (experiment=tiny) and its figure, in outputs/try
+	$(BIN)/resnet-exp experiment=tiny hydra.sweep.dir=outputs/try $(ARGS)
+	$(BIN)/resnet-exp-report outputs/try --out outputs/try/degradation.png
 
 demo: install  ## the degradation study, shortened for a CPU (about 23 min on 2 cores with native bf16, 2 h without), its figure and table
 	$(BIN)/resnet-exp experiment=degradation_quick data.download=true hydra.sweep.dir=$(DEMO_DIR) $(ARGS)

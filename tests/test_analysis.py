@@ -276,3 +276,24 @@ def test_a_checkpoint_of_no_or_another_option_a_layout_is_refused_as_on_resume(
     assert main(["responses", str(run), "--device", "cpu"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert re.search(rf"checkpoint '{re.escape(str(path))}'.*{says}", line)
+
+
+def test_the_help_says_each_analysis_whole_and_init_is_taken_where_the_readme_says() -> None:
+    from resnet_exp.tools.analysis import gradients, lesion, responses, sensitivity, start
+    from resnet_exp.tools.analysis.cli import build_parser
+
+    parser = build_parser()
+    shown = " ".join(parser.format_help().split())
+    for module in (responses, lesion, gradients, sensitivity, start):
+        first_paragraph = " ".join(module.__doc__.split("\n\n")[0].split())
+        assert first_paragraph in shown, first_paragraph
+    takes_init = []
+    for command in ("responses", "lesion", "gradients", "sensitivity", "start"):
+        try:
+            parser.parse_args([command, "--init", "plain20"])
+            takes_init.append(command)
+        except SystemExit:
+            pass
+    assert takes_init == ["gradients", "start"]
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "`gradients` and `start` also take nets at initialisation" in readme

@@ -31,10 +31,11 @@ def test_single_run_writes_the_contract_files(tmp_path: Path) -> None:
     assert [e.step for e in events.Scalars("test/error")] == [10, 20, 30]
 
 
-def test_default_run_dir_is_under_outputs_runs(tmp_path: Path) -> None:
+def test_default_run_dir_is_under_outputs_runs_named_after_the_net_built(tmp_path: Path) -> None:
+    """FAST's model.depth=8 turns the default model=resnet20 into resnet8, and the run dir says so."""
     proc = run_cli(*FAST, "trainer.max_iters=2", "trainer.eval_every=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    [run_dir] = (tmp_path / "outputs" / "runs").glob("*/*_resnet20")
+    [run_dir] = (tmp_path / "outputs" / "runs").glob("*/*_resnet8")
     assert (run_dir / "summary.json").is_file()
 
 
@@ -45,6 +46,7 @@ def test_multirun_sweeps_two_models_into_the_sweep_dir(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summaries = sorted(json.loads(p.read_text())["model"] for p in sweep.glob("*/summary.json"))
     assert summaries == ["plain8", "resnet8"]
+    assert sorted(p.parent.name for p in sweep.glob("*/summary.json")) == ["0_plain8_seed0", "1_resnet8_seed0"]
 
 
 @pytest.mark.parametrize(

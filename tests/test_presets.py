@@ -49,3 +49,12 @@ def test_quick_preset_ramps_the_lr_for_all_four_nets_and_the_full_preset_does_no
     assert not any(o.startswith("schedule.") for job in batch for o in job)  # one recipe for every net
     _, full = jobs("experiment=degradation")
     assert full.schedule.ramp_iters == 0
+
+
+def test_the_tiny_preset_needs_no_download_and_names_its_four_nets() -> None:
+    batch, cfg = jobs("experiment=tiny")
+    nets = sorted((o["model"], o["model.depth"]) for o in ({k: v for k, v in (x.split("=") for x in job)}
+                                                          for job in batch))
+    assert nets == [("plain20", "20"), ("plain20", "8"), ("resnet20", "20"), ("resnet20", "8")]
+    assert cfg.data._target_.endswith("Synthetic") and cfg.trainer.max_iters == 150
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")

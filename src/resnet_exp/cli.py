@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import run_seconds
-from resnet_exp.run import build, step_cost, train
+from resnet_exp.run import build, net_name, step_cost, train
 from resnet_exp.runlog import format_duration
 from resnet_exp.sweep import FAILURE, jobs_at_once, record_failure
 from resnet_exp.training import Diverged
@@ -24,6 +24,7 @@ from resnet_exp.training.signals import Interrupted
 
 log = logging.getLogger("resnet_exp")
 OmegaConf.register_new_resolver("jobs_at_once", jobs_at_once, replace=True)  # hydra/launcher=parallel's n_jobs
+OmegaConf.register_new_resolver("net_name", net_name, replace=True)  # run dirs named after the net built
 
 
 @hydra.main(version_base="1.3", config_path="pkg://resnet_exp.configs", config_name="config")

@@ -28,10 +28,9 @@ from resnet_exp.models.footprint import cifar_footprint, memory_limit
 from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
 from resnet_exp.rundir import lock_run_dir
-from resnet_exp.runlog import RunLog, format_duration, read_metrics, read_summary
+from resnet_exp.runlog import RunLog, format_duration, read_metrics, read_summary, shown_hparams
 from resnet_exp.training import Diverged, StepSchedule, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
-from resnet_exp.training.trainer import flat_record
 
 log = logging.getLogger("resnet_exp")
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -107,6 +106,18 @@ def flat_settings(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif key != "_target_" and name != "seed" and name not in UNRECORDED:
             flat[name] = str(value) if isinstance(value, list) else value
     return flat
+
+
+def net_name(model: DictConfig, choice: str) -> str:
+    """The name of the net `model` builds, as the net names itself (`model=plain20 model.depth=8` builds plain8),
+    for the run dir's name (the `net_name` resolver of configs/config.yaml); built on the meta device, so nothing is
+    allocated. Where the net cannot be built, the config's name `choice`: the run itself then says why, in one line,
+    and naming its dir must not fail first."""
+    try:
+        with torch.device("meta"):
+            return build(model).name
+    except Exception:  # any bad setting: reported by the run, with its accepted values
+        return choice
 
 
 def build_schedule(cfg: DictConfig) -> StepSchedule:
@@ -206,7 +217,7 @@ def locked_train(cfg: DictConfig, run_dir: Path, job_index: int) -> dict[str, An
         "predicted_wall_time_s": round(predicted, 1),
         "provenance": provenance(device),
     }
-    shown = {key: "null" if value is None else value for key, value in flat_record(info).items()}  # no None in TB
+    shown = shown_hparams(info)
     runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, shown, settings.progress)
     log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
              data.name, run_dir)

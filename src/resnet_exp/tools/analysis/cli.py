@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, module: Any) -> argparse.ArgumentParser:
         doc = module.__doc__
-        return sub.add_parser(name, parents=[common], help=doc.split("\n")[0], description=doc,
+        summary = " ".join(doc.split("\n\n")[0].split())  # the docstring's first paragraph, whole
+        return sub.add_parser(name, parents=[common], help=summary, description=doc,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     command("responses", responses)
