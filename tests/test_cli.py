@@ -27,8 +27,8 @@ def test_single_run_writes_the_contract_files(tmp_path: Path) -> None:
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    assert set(TAGS) <= set(events.Tags()["scalars"])
-    assert [e.step for e in events.Scalars("test/error")] == [10, 20, 30]
+    assert set(TAGS.values()) <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars(TAGS["test/error"])] == [10, 20, 30]
 
 
 def test_default_run_dir_is_under_outputs_runs_named_after_the_net_built(tmp_path: Path) -> None:

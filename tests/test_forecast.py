@@ -70,9 +70,9 @@ def test_a_run_without_a_terminal_logs_its_prediction_and_its_remaining_time(
     (predicted,) = [line for line in lines if line.startswith("predicted wall time on this machine")]
     assert re.search(r"\d+ (s|min) .*for iterations 1-24 \([\d.]+ s a step, \d+ threads?\)", predicted)
     assert summary["predicted_wall_time_s"] > 0
-    heartbeats = [line for line in lines if re.fullmatch(r"iter \d+/24: \d+ img/s, .* elapsed, .* left", line)]
+    heartbeats = [line for line in lines if re.fullmatch(r"iteration \d+/24: \d+ img/s, .* elapsed, .* left", line)]
     assert len(heartbeats) >= 20
-    evaluations = [line for line in lines if line.startswith("iter 12:") or line.startswith("iter 24:")]
+    evaluations = [line for line in lines if line.startswith(("iteration 12/24: train", "iteration 24/24: train"))]
     assert len(evaluations) == 2 and all(re.search(r"\| .* elapsed, .* left$", line) for line in evaluations)
     points = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert '"test/images": 16' in points[0] and '"test/images": 128' in points[1]  # the last uses all
@@ -82,7 +82,7 @@ def test_no_progress_lines_within_the_interval(tmp_path: Path, caplog: pytest.Lo
     cfg = compose_config(*FAST, "trainer.max_iters=4", "trainer.eval_every=4", "trainer.progress=false")
     with caplog.at_level(logging.INFO):
         train(cfg, tmp_path)
-    assert not [r for r in caplog.records if re.match(r"iter \d+/4:", r.getMessage())]
+    assert not [r for r in caplog.records if re.match(r"iteration \d+/4: \d+ img/s", r.getMessage())]
 
 
 def test_eval_images_must_be_positive() -> None:

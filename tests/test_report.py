@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from torch.utils.tensorboard import SummaryWriter
 
 from resnet_exp.report import (
@@ -30,13 +34,17 @@ from resnet_exp.report import (
     group_runs,
     make_report,
     plot_curves,
+    plot_depth,
     provenance_notes,
     status_line,
     table_rows,
     to_markdown,
 )
 from resnet_exp.report.cli import PROG, main
+from resnet_exp.report.figures import PAPER_MARK_GID
+from resnet_exp.report.runs import labels
 from resnet_exp.runlog import TAGS, read_metrics
+from resnet_exp.sweep import record_failure
 
 REPO = Path(__file__).resolve().parents[1]
 # The console script pip installed next to this interpreter (`pip install -e .` after pyproject changes).
@@ -277,6 +285,17 @@ def test_tensorboard_fallback_reads_runs_without_metrics_jsonl(tmp_path: Path) -
     assert problems == [f"skipped: {orphan} (no summary.json, so its model and depth are unknown)"]
 
 
+def paper_marks(ax: Axes) -> list[Line2D]:
+    """The marks of Table 6's test errors in a panel."""
+    return [line for line in ax.get_lines() if line.get_gid() == PAPER_MARK_GID]
+
+
+def figure_text(fig: Figure) -> str:
+    """Every text the figure shows, with its line breaks as spaces: what a reader of the PNG reads."""
+    texts = (text.get_text() for text in fig.findobj(Text) if text.get_visible())
+    return " ".join(" ".join(text.split()) for text in texts if text)
+
+
 def test_figure_has_the_papers_panels_and_line_styles(sweep: Path, tmp_path: Path) -> None:
     write_run(sweep, "plain110", 0, 30.0, 40.0, iterations=8000, status="diverged", job=9)  # a failed job
     runs, problems = find_runs([sweep])
@@ -287,7 +306,7 @@ def test_figure_has_the_papers_panels_and_line_styles(sweep: Path, tmp_path: Pat
     assert (plain.get_title(), residual.get_title()) == ("plain networks", "residual networks")
     assert plain.get_xlim() == PAPER_XLIM and plain.get_ylim() == PAPER_YLIM
     for ax, models in ((plain, ["plain20", "plain56", "plain110"]), (residual, ["resnet20", "resnet56"])):
-        data_lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 0]
+        data_lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 0 and line not in paper_marks(ax)]
         # One dashed (train) and one bold solid (test) line per net; seeds are averaged into one line each.
         assert len(data_lines) == 2 * len(models)
         dashed = [line for line in data_lines if line.get_linestyle() == "--"]
@@ -449,3 +468,176 @@ def test_a_setting_changed_during_a_run_labels_it_by_its_history(tmp_path: Path)
     runs, _ = find_runs([tmp_path])
     assert [(r.settings, r.seeds) for r in table_rows(group_runs(runs))] == [
         ("optim.lr=0.1", 1), ("optim.lr=0.1, 0.05 after 32000", 1)]
+
+
+# The recipe settings as summary.json records them for `resnet-exp` with the paper's recipe (configs/), 64k iterations.
+PAPER_SETTINGS = {
+    "model.shortcut": "A", "model.block": "basic", "data.val_split": 0, "data.normalize": "pixel", "data.augment": True,
+    "optim.lr": 0.1, "optim.momentum": 0.9, "optim.weight_decay": 0.0001, "optim.nesterov": False,
+    "schedule.milestones": "[32000, 48000]", "schedule.gamma": 0.1, "schedule.warmup_lr": None,
+    "schedule.warmup_until_error": 80.0, "schedule.ramp_iters": 0, "trainer.batch_size": 128,
+    "trainer.eval_images": None,
+}
+# What the quick preset (experiment=degradation_quick) changes.
+QUICK_SETTINGS = {**PAPER_SETTINGS, "schedule.milestones": "[1000, 1500]", "schedule.ramp_iters": 200,
+                  "trainer.eval_images": 2000}
+
+
+def write_sweep(root: Path, models: list[str], seeds: int, **fields: object) -> dict[Key, list]:
+    """Every model with `seeds` seeds, as `write_run` writes them with `fields`; their groups as a report reads them."""
+    for job, (model, seed) in enumerate((model, seed) for model in models for seed in range(seeds)):
+        write_run(root, model, seed, 2.0 + seed, 8.0 + seed, job=job, **fields)
+    runs, _ = find_runs([root])
+    return group_runs(runs)
+
+
+def test_the_caption_says_data_length_seeds_and_the_quick_presets_deviations(tmp_path: Path) -> None:
+    quick = {"iterations": 2000, "max_iters": 2000, "every": 200, "settings": QUICK_SETTINGS}
+    groups = write_sweep(tmp_path / "quick", ["plain20", "plain56", "resnet20", "resnet56"], 3, **quick)
+    text = figure_text(plot_curves(groups, tmp_path / "quick.png", None, None, None))
+    assert "CIFAR-10, 2000 iterations, mean and min..max of 3 seeds per line." in text
+    assert "Deviations from the paper's recipe (section 4.2): lr ramped over the first 200 iterations." in text
+    assert "Intermediate test points on 2000 test images, the last on all." in text
+    assert "lr /10" not in text  # [1000, 1500] is the paper's shape for 2000 iterations
+    depth_text = figure_text(plot_depth(groups, tmp_path / "quick_depth.png", None, "my sweep"))
+    assert "my sweep" in depth_text and "3 seeds per point" in depth_text and "lr ramped" in depth_text
+
+    groups = write_sweep(tmp_path / "paper", ["resnet20"], 1, settings=PAPER_SETTINGS)
+    text = figure_text(plot_curves(groups, tmp_path / "paper.png", None, None, "a title"))
+    assert "CIFAR-10, 64000 iterations, 1 seed per line. The paper's recipe (section 4.2)." in text
+    assert "a title" in text and "Deviation" not in text
+
+
+def test_a_synthetic_figure_says_synthetic_and_names_every_deviation(tmp_path: Path) -> None:
+    settings = {**PAPER_SETTINGS, "schedule.milestones": "[600, 1200]", "optim.lr": 0.05, "trainer.batch_size": 64}
+    groups = write_sweep(tmp_path, ["resnet20"], 1, iterations=2000, max_iters=2000, every=200, data="synthetic",
+                         settings=settings)
+    text = figure_text(plot_curves(groups, tmp_path / "fig.png", None, None, None))
+    assert text.count("CIFAR-10") == 1 and "Synthetic data (not CIFAR-10), 2000 iterations, 1 seed per line." in text
+    assert "Deviations from the paper's recipe (section 4.2): lr 0.05; batch 64; lr /10 at 600 and 1200." in text
+
+
+def test_the_caption_says_where_lines_differ_in_length_seeds_or_settings(tmp_path: Path) -> None:
+    write_run(tmp_path, "resnet20", 0, 2.0, 8.0, iterations=2000, max_iters=2000, every=200, job=0,
+              settings=PAPER_SETTINGS | {"schedule.milestones": "[1000, 1500]"})
+    for seed in (0, 1):
+        write_run(tmp_path, "resnet56", seed, 2.0, 8.0, iterations=4000, max_iters=4000, every=200, job=1 + seed,
+                  settings=PAPER_SETTINGS | {"schedule.milestones": "[2000, 3000]", "schedule.ramp_iters": 200})
+    runs, _ = find_runs([tmp_path])
+    text = figure_text(plot_curves(group_runs(runs), tmp_path / "fig.png", None, None, None))
+    assert ("2000 to 4000 iterations (lines differ in length), mean and min..max of 1 to 2 seeds per line "
+            "(lines differ in seeds).") in text
+    assert "lr ramped over the first 200 iterations (1 of 2 lines)" in text
+
+
+@pytest.mark.parametrize("kind", ["plain", "resnet"])
+def test_runs_of_one_kind_draw_one_panel(tmp_path: Path, kind: str) -> None:
+    groups = write_sweep(tmp_path, [f"{kind}20", f"{kind}56"], 1)
+    fig = plot_curves(groups, tmp_path / "fig.png", None, None, None)
+    [ax] = fig.axes
+    assert ax.get_title() == ("plain networks" if kind == "plain" else "residual networks")
+    assert len([line for line in ax.get_lines() if line not in paper_marks(ax)]) == 4
+    assert not {"no plain runs", "no residual runs"} & set(figure_text(fig).split(". "))  # no empty panel
+
+
+def x_ticks(ax: Axes) -> list[str]:
+    """The x tick labels the panel shows, as drawn."""
+    lo, hi = ax.get_xlim()
+    return [label.get_text() for label in ax.get_xticklabels() if lo <= label.get_position()[0] <= hi]
+
+
+@pytest.mark.parametrize(("iterations", "xlim", "label", "ticks"), [
+    (100, None, "iterations", ["0", "20", "40", "60", "80", "100"]),
+    (20, None, "iterations", ["0", "5", "10", "15", "20"]),  # whole iterations, never 2.5
+    (12000, None, "iter. (1e3)", ["0", "2", "4", "6", "8", "10", "12"]),
+    (64000, PAPER_XLIM, "iter. (1e4)", ["0", "1", "2", "3", "4", "5", "6"]),
+    (100, (0, 50), "iterations", ["0", "10", "20", "30", "40", "50"]),  # --xlim in the axis's units
+])
+def test_the_iteration_axis_reads_in_units_that_suit_the_runs_length(
+    tmp_path: Path, iterations: int, xlim: tuple[float, float] | None, label: str, ticks: list[str]
+) -> None:
+    groups = write_sweep(tmp_path, ["resnet20"], 1, iterations=iterations, max_iters=iterations,
+                         every=iterations // 10)
+    [ax] = plot_curves(groups, tmp_path / "fig.png", xlim, None, None).axes
+    assert ax.get_xlabel() == label
+    assert x_ticks(ax) == ticks
+    assert ax.get_lines()[0].get_xdata()[-1] == iterations / {"iterations": 1, "iter. (1e3)": 1e3}.get(label, 1e4)
+
+
+def test_the_papers_errors_are_marked_only_for_runs_of_its_length(tmp_path: Path) -> None:
+    models = ["plain20", "resnet20", "resnet56", "resnet56-B"]
+    groups = write_sweep(tmp_path / "full", models, 1)
+    plain, residual = plot_curves(groups, tmp_path / "full.png", PAPER_XLIM, PAPER_YLIM, None).axes
+    assert paper_marks(plain) == [] and "paper, Table 6" not in [t.get_text() for t in plain.get_legend().get_texts()]
+    marks = {mark.get_ydata()[0]: mark.get_color() for mark in paper_marks(residual)}
+    colors = {line.get_label(): line.get_color() for line in residual.get_lines()}
+    assert marks == {8.75: colors["resnet20"], 6.97: colors["resnet56"]}  # option B is not in Table 6
+    assert "paper, Table 6" in [text.get_text() for text in residual.get_legend().get_texts()]
+
+    short = write_sweep(tmp_path / "short", models, 1, iterations=2000, max_iters=2000, every=200)
+    synthetic = write_sweep(tmp_path / "synthetic", models, 1, data="synthetic")
+    for name, groups in (("short", short), ("synthetic", synthetic)):
+        fig = plot_curves(groups, tmp_path / f"{name}.png", None, None, None)
+        assert [mark for ax in fig.axes for mark in paper_marks(ax)] == []
+        assert "Table 6" not in figure_text(fig)
+
+
+def test_failed_jobs_are_listed_with_their_error_and_the_counts_add_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sweep = tmp_path / "sweep"
+    for job, model in enumerate(["plain20", "resnet20"]):
+        (sweep / f"{job}_{model}_seed0" / ".hydra").mkdir(parents=True)
+        record_failure(sweep / f"{job}_{model}_seed0", job, f"data.root='/nope' holds no CIFAR-10 (job {job})")
+    assert main([str(sweep), "--out", str(tmp_path / "f.png")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"failed: {sweep / '0_plain20_seed0'} (data.root='/nope' holds no CIFAR-10 (job 0))",
+        f"failed: {sweep / '1_resnet20_seed0'} (data.root='/nope' holds no CIFAR-10 (job 1))",
+        "runs: 2 failed",
+        f"{PROG}: error: no run under the given paths has an evaluation point yet",
+    ]
+
+    mixed = tmp_path / "mixed"
+    write_run(mixed, "plain20", 0, 7.0, 9.0, job=0)
+    diverged = write_run(mixed, "plain56", 0, 80.0, 80.0, iterations=6000, status="diverged", job=1)
+    record_failure(diverged, 1, "diverged at iteration 6100: loss nan")
+    for job in (2, 3):
+        (mixed / f"{job}_resnet56_seed{job}" / ".hydra").mkdir(parents=True)
+    record_failure(mixed / "4_resnet20_seed0", 4, "trainer.batch_size=0 must be positive")
+    runs, problems = find_runs([mixed])
+    assert problems == [
+        f"diverged: {diverged} (plain56 seed 0, 6000/64000 iterations, status diverged; "
+        "diverged at iteration 6100: loss nan)",
+        f"missing: {mixed / '2_resnet56_seed2'} (a job that has not written metrics yet)",
+        f"missing: {mixed / '3_resnet56_seed3'} (a job that has not written metrics yet)",
+        f"failed: {mixed / '4_resnet20_seed0'} (trainer.batch_size=0 must be positive)",
+    ]
+    assert status_line(runs, problems) == "runs: 1 completed, 1 diverged, 1 failed, 2 missing"
+
+
+def test_the_depth_figure_joins_the_depths_of_a_family(tmp_path: Path) -> None:
+    """Every run records its depth among its settings (model.depth); in the depth figure that is the x axis, not
+    what sets one line apart from another."""
+    for job, model in enumerate(["plain20", "plain56", "resnet20", "resnet56"]):
+        write_run(tmp_path, model, 0, 2.0, 8.0, job=job, settings={"model.depth": int(model[-2:])})
+    runs, _ = find_runs([tmp_path])
+    [ax] = plot_depth(group_runs(runs), tmp_path / "depth.png", None, None).axes
+    assert [line.get_xdata().tolist() for line in ax.get_lines()] == [[20, 56]] * 4  # train and test of two families
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["plain", "resnet", "train", "test"]
+
+
+def test_labels_show_lr_milestones_as_fractions_of_the_run(tmp_path: Path) -> None:
+    """Runs of 2000 and 4000 iterations with the paper's shape are told apart by their length alone; runs of one
+    length with other milestones by the milestones as fractions of the run."""
+    write_run(tmp_path, "resnet20", 0, 2.0, 8.0, iterations=2000, max_iters=2000, every=200, job=0,
+              settings=PAPER_SETTINGS | {"schedule.milestones": "[1000, 1500]"})
+    write_run(tmp_path, "resnet20", 0, 2.0, 8.0, iterations=4000, max_iters=4000, every=200, job=1,
+              settings=PAPER_SETTINGS | {"schedule.milestones": "[2000, 3000]"})
+    runs, _ = find_runs([tmp_path])
+    assert sorted(labels(group_runs(runs)).values()) == ["resnet20 2000 it.", "resnet20 4000 it."]
+    write_run(tmp_path, "resnet20", 0, 2.0, 8.0, iterations=4000, max_iters=4000, every=200, job=2,
+              settings=PAPER_SETTINGS | {"schedule.milestones": "[1200, 2400]"})
+    runs, _ = find_runs([tmp_path])
+    assert sorted(labels(group_runs(runs)).values()) == [
+        "resnet20 2000 it. schedule.milestones=[0.5, 0.75]", "resnet20 4000 it. schedule.milestones=[0.3, 0.6]",
+        "resnet20 4000 it. schedule.milestones=[0.5, 0.75]"]

@@ -24,6 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from test_reliability import RUN, comparable, uninterrupted  # noqa: F401  (the fixture, shared)
 
 from resnet_exp import sweep
+from resnet_exp.runlog import TAGS
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
@@ -97,9 +98,9 @@ def assert_every_point_once(run_dir: Path, max_iters: int, eval_every: int) -> N
     assert [json.loads(line)["iteration"] for line in lines] == evaluated
     events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
     events.Reload()
-    for tag in ("train/error", "test/error", "epoch"):
+    for tag in (TAGS["train/error"], TAGS["test/error"], TAGS["epoch"]):
         assert [e.step for e in events.Scalars(tag)] == evaluated, tag
-    assert [e.step for e in events.Scalars("lr")] == list(range(5, max_iters + 1, 5))
+    assert [e.step for e in events.Scalars(TAGS["lr"])] == list(range(5, max_iters + 1, 5))
 
 
 def report(*run_dirs: Path, out: Path) -> subprocess.CompletedProcess:
@@ -132,7 +133,7 @@ def test_a_sweep_through_slurm_reports_the_same_table_as_the_sweep_run_here(tmp_
 def test_a_requeued_job_resumes_to_the_uninterrupted_result(tmp_path: Path, uninterrupted: tuple) -> None:  # noqa: F811
     """`scontrol requeue` is what a preemption with requeue does: SIGTERM, and the job back in the queue."""
     sweep_dir = tmp_path / "sweep"
-    run_dir = sweep_dir / "0_resnet20_seed0"
+    run_dir = sweep_dir / "0_resnet8_seed0"
     submitted = start_cli("-m", *slurm(), *RUN, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
     job = slurm_job(sweep_dir, 0)
     wait_until((run_dir / "checkpoints" / "last.pt").exists, 180, "the job's first checkpoint")
@@ -150,7 +151,7 @@ def test_a_job_past_its_time_limit_checkpoints_on_usr2_is_requeued_and_completes
     run (about 45 s of training on an idle 2-core machine, longer on a busy one) needs at least one requeue.
     submitit counts each as a time-out (limits under 10 minutes), hence the test's larger max_num_timeout."""
     sweep_dir = tmp_path / "sweep"
-    run_dir = sweep_dir / "0_resnet20_seed0"
+    run_dir = sweep_dir / "0_resnet8_seed0"
     long_run = [*FAST, "trainer.max_iters=3000", "trainer.eval_every=500", "trainer.batch_size=16",
                 "data.train_size=256"]
     limit = slurm(None, 1, "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=20")
@@ -169,7 +170,7 @@ def test_a_killed_job_leaves_a_resumable_run_that_the_report_lists_as_not_comple
     """SIGKILL (what an out-of-memory kill or a lost node does) ends the sweep command with submitit's error; the
     other job runs on, and the same command again resumes the killed run from its last checkpoint."""
     sweep_dir = tmp_path / "sweep"
-    killed, other = sweep_dir / "0_plain20_seed0", sweep_dir / "1_resnet20_seed0"
+    killed, other = sweep_dir / "0_plain8_seed0", sweep_dir / "1_resnet8_seed0"
     command = ["-m", *slurm(), *RUN, "model=plain20,resnet20", f"hydra.sweep.dir={sweep_dir}"]
     submitted = start_cli(*command, cwd=tmp_path)
     job = slurm_job(sweep_dir, 0)

@@ -18,6 +18,7 @@ from resnet_exp.errors import CheckpointError, ConfigError
 from resnet_exp.report.runs import find_runs, group_runs
 from resnet_exp.report.tables import table_rows
 from resnet_exp.run import UNRECORDED, assemble, train
+from resnet_exp.runlog import TAGS
 from resnet_exp.training import Diverged, StepSchedule, Trainer
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
 from resnet_exp.training.signals import Interrupted
@@ -122,8 +123,8 @@ def test_run_killed_during_the_ramp_resumes_on_the_same_lrs(tmp_path: Path, monk
         assert torch.equal(a, b)
     events = EventAccumulator(str(whole))
     events.Reload()
-    assert [e.step for e in events.Scalars("lr")] == list(range(1, 13))
-    assert [e.value for e in events.Scalars("lr")] == pytest.approx(
+    assert [e.step for e in events.Scalars(TAGS["lr"])] == list(range(1, 13))
+    assert [e.value for e in events.Scalars(TAGS["lr"])] == pytest.approx(
         [0.1 * min(i, 8) / 8 if i <= 10 else 0.01 for i in range(1, 13)]
     )
 
@@ -140,7 +141,7 @@ def lr_curve(run_dir: Path) -> list[tuple[int, float]]:
     """The lr at each progress read, as TensorBoard shows it: (iteration, lr of the update that ended there)."""
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    return [(e.step, pytest.approx(e.value)) for e in events.Scalars("lr")]
+    return [(e.step, pytest.approx(e.value)) for e in events.Scalars(TAGS["lr"])]
 
 
 def test_a_shortened_run_with_the_default_schedule_decays_at_half_and_three_quarters(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """`resnet-exp`: the Hydra entry point. Hands the config to `run.train`, and reports user errors as one line
-(exit code 2) instead of a traceback. In a sweep a failed job logs one line and leaves `failure.json` in its dir;
-the sweep's end then says how many failed (sweep.py) and exits with 1, without Hydra's traceback."""
+(exit code 2) instead of a traceback. In a sweep each job first says which job of how many it is; a failed job
+logs one line and leaves `failure.json` in its dir, and the sweep's summary at its end (sweep.py) counts it and
+exits with 1, without Hydra's traceback."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from resnet_exp.errors import UserError
 from resnet_exp.forecast import run_seconds
 from resnet_exp.run import build, net_name, step_cost, train
 from resnet_exp.runlog import format_duration
-from resnet_exp.sweep import FAILURE, jobs_at_once, record_failure
+from resnet_exp.sweep import jobs_at_once, record_failure, start_job
 from resnet_exp.training import Diverged
 from resnet_exp.training.signals import Interrupted
 
@@ -33,9 +34,9 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     job_index = OmegaConf.select(hydra_cfg, "job.num", default=0) or 0
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    if sweeping:
-        (run_dir / FAILURE).unlink(missing_ok=True)  # from an earlier attempt of this job
     try:
+        if sweeping:
+            start_job(Path(hydra_cfg.sweep.dir), run_dir, job_index, list(hydra_cfg.overrides.task))
         if cfg.predict:
             seconds = run_seconds(step_cost(cfg, job_index), build(cfg.trainer))
             log.info("predicted wall time on this machine: %s", format_duration(seconds))
@@ -52,7 +53,7 @@ def main(cfg: DictConfig) -> float | None:
         message = unwritable(e) if isinstance(e, OSError) else str(e)
         if sweeping:  # the other jobs go on; the sweep's end counts this one (sweep.SweepStart)
             log.error("job %d failed: %s", job_index, message)
-            record_failure(run_dir, job_index, message)
+            record_failure(run_dir, job_index, message, "diverged" if isinstance(e, Diverged) else "failed")
             return None
         print(f"resnet-exp: error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -6,8 +6,16 @@ there, with one line), and logs the predicted wall time of the whole sweep: each
 (forecast.py) with the threads a job will have, and the jobs placed on the launcher's workers in launch order.
 `jobs_at_once` is the resolver behind `hydra/launcher=parallel`'s `n_jobs`. A SLURM sweep (`hydra/launcher=slurm`)
 first asks `sinfo` whether the cluster answers and has the partition it names: otherwise sbatch's refusal would
-come from inside submitit, as a traceback, after every job had been composed. At the sweep's end it counts the
-jobs that failed (each left `failure.json` in its dir and logged its one line) and exits with 1 if any did.
+come from inside submitit, as a traceback, after every job had been composed. A user error found there is one
+line (exit code 2), never Hydra's warning for an exception raised in a callback.
+
+Each launch of a sweep writes `launch.json` into the sweep dir: its id and its number of jobs. Each job, in its own
+process (joblib, submitit, SLURM), reads it through its `hydra.sweep.dir`, says "job k of N" first (k counted
+from 0, as in the job dirs' names, `<k>_<net>_seed<s>`) and marks its dir as this launch's (`job.json`). At the sweep's
+end those marks tell this launch's jobs from the ones an earlier launch left in the same sweep dir (file times
+cannot: a rerun of a completed job rewrites nothing, and a cluster's nodes keep their own clocks), and the sweep
+ends with a summary: its jobs by status, each job's final errors or why it failed, its wall time, and the command
+that draws the figure; exit code 1 where any job did not complete.
 """
 
 from __future__ import annotations
@@ -15,12 +23,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import joblib
 import torch
@@ -31,20 +42,43 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
-from resnet_exp.run import build, build_schedule, step_cost
-from resnet_exp.runlog import format_duration
+from resnet_exp.run import build, build_schedule, check_fits, seeded_model, step_cost
+from resnet_exp.runlog import SUMMARY, format_duration, read_summary, write_json_atomic, write_sweep_hparams
 
 log = logging.getLogger("resnet_exp")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-FAILURE = "failure.json"  # in a failed job's dir: its index and error
+FAILURE = "failure.json"  # in a failed job's dir: its index, how it ended and its error
+LAUNCH = "launch.json"  # in the sweep dir: the id of its latest launch and that launch's number of jobs
+JOB = "job.json"  # in a job's dir: the launch it belongs to and its index
+RECORD = ("model", "depth", "residual", "block", "data", "seed", "settings")  # what run.hparams records of a run
+STATUSES = ("completed", "diverged", "interrupted", "failed", "running")  # a run's status, as summary.json says
+NONE_STARTED = "every job of this sweep would fail, so none is started: "
 
 
-def record_failure(run_dir: Path, job_index: int, error: str) -> None:
+def record_failure(run_dir: Path, job_index: int, error: str, status: str = "failed") -> None:
+    """failure.json: why the job failed, and how (`failed`, or `diverged`), for the sweep's end to count."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / FAILURE).write_text(json.dumps({"job": job_index, "error": error}) + "\n")
+    (run_dir / FAILURE).write_text(json.dumps({"job": job_index, "status": status, "error": error}) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A small JSON record (launch.json, job.json, failure.json); None where it is missing or unreadable, so that
+    a sweep's end never stops at a file a killed job left half-written."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def stop(message: str, code: int) -> NoReturn:
+    """End the sweep with `message` as one line. Raised from a callback, an exception would not end it: Hydra turns
+    it into a warning and goes on."""
+    print(f"resnet-exp: error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def job_overrides(config: DictConfig) -> list[list[str]] | None:
@@ -111,10 +145,10 @@ class SweepForecast:
     shapes: int
 
     def line(self) -> str:
-        threads = f"{self.threads} thread{'' if self.threads == 1 else 's'}"
-        return (f"sweep of {len(self.jobs)} jobs, {min(self.workers, len(self.jobs))} at a time with {threads} "
-                f"each: predicted wall time on this machine {format_duration(self.total)} ({self.shapes} net "
-                f"shapes timed; jobs {', '.join(format_duration(d) for d in self.jobs)})")
+        threads = plural(self.threads, "thread")
+        return (f"sweep of {plural(len(self.jobs), 'job')}, {min(self.workers, len(self.jobs))} at a time with "
+                f"{threads} each: predicted wall time on this machine {format_duration(self.total)} "
+                f"({plural(self.shapes, 'net shape')} timed; jobs {', '.join(format_duration(d) for d in self.jobs)})")
 
 
 def forecast_sweep(jobs: list[DictConfig], workers: int, threads: int) -> SweepForecast:
@@ -136,70 +170,210 @@ def forecast_sweep(jobs: list[DictConfig], workers: int, threads: int) -> SweepF
 
 
 class SweepStart(Callback):
-    """Checks a sweep's jobs and predicts its wall time before the first job starts; with `predict=true`, stops
-    there."""
+    """A sweep's start and end. Before the first job starts: every job checked and the sweep's wall time predicted
+    (with `predict=true` it stops there), then the launch written for its jobs. At the end: the summary."""
 
     started = 0.0
+    launch: Launch | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.time()
-        composed = compose_jobs(config)
-        if not composed:
-            return
-        overrides, jobs = composed
-        placement = workers_and_threads(config.hydra.launcher)
-        failures = {}
-        for index, (job, cfg) in enumerate(zip(overrides, jobs, strict=True)):
-            # `predict=true` reads no data, so it needs none; a job that runs elsewhere finds its data there
-            if error := check_job(cfg, data_here=placement is not None and not config.get("predict")):
-                failures[index] = error
-                log.error("job %d (%s) cannot run: %s", index, describe(job), error)
-        if len(failures) == len(jobs):
-            distinct = sorted(set(failures.values()))
-            reason = distinct[0] if len(distinct) == 1 else "see the lines above"
-            print(f"resnet-exp: error: every job of this sweep would fail, so none is started: {reason}",
-                  file=sys.stderr)
-            sys.exit(2)
-        if placement is None:
-            log.info("sweep of %d jobs: no time predicted, its jobs run on other machines (%s)", len(jobs),
-                     config.hydra.launcher._target_.rsplit(".", 1)[-1])
-        else:
-            runnable = [cfg for index, cfg in enumerate(jobs) if index not in failures]
-            log.info("%s", forecast_sweep(runnable, *placement).line())
-        if config.get("predict"):
-            sys.exit(0)
-        if error := check_cluster(config.hydra.launcher):
-            print(f"resnet-exp: error: {error}", file=sys.stderr)
-            sys.exit(2)
+        self.started = time.monotonic()
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            jobs = check_sweep(config)
+            if config.get("predict"):
+                sys.exit(0)
+            if error := check_cluster(config.hydra.launcher):
+                raise UserError(error)
+        except UserError as e:
+            stop(str(e), 2)
+        except Exception:  # a bug: Hydra warns of it and launches the jobs all the same, so the end must count them
+            self.launch = Launch.begin(sweep_dir, None)
+            raise
+        self.launch = Launch.begin(sweep_dir, jobs)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """One line for the jobs of this launch that failed, and exit code 1, where any did."""
-        failed = sorted(
-            json.loads(path.read_text())["job"] for path in Path(config.hydra.sweep.dir).glob(f"*/{FAILURE}")
-            if path.stat().st_mtime >= self.started - 1
-        )
-        if failed:
-            print(f"resnet-exp: error: {len(failed)} job{'s' if len(failed) > 1 else ''} of this sweep failed "
-                  f"(job {', '.join(map(str, failed))}; each said why above); the others ran", file=sys.stderr)
-            sys.exit(1)
+        """The summary of this launch's jobs; where any did not complete, one line saying which and exit code 1."""
+        if self.launch is None:  # the sweep dir could not be written: its jobs failed as they started, and said so
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        ends = launched_jobs(sweep_dir, self.launch.id)
+        log.info("%s", sweep_summary(ends, time.monotonic() - self.started, sweep_dir))
+        describe_for_tensorboard(sweep_dir)
+        if unfinished := [end.index for end in ends if end.status != "completed"]:
+            stop(f"{len(unfinished)} of {plural(len(ends), 'job')} of this sweep did not complete "
+                 f"(job {', '.join(map(str, unfinished))}); the summary above says why", 1)
 
 
-def check_job(cfg: DictConfig, data_here: bool) -> str | None:
-    """Why `cfg`'s run would fail before training, as far as that is known without building it: its trainer,
-    schedule, data and net settings, and, where its job runs on this machine (`data_here`), whether its data is
-    there. None where nothing is found."""
+def describe_for_tensorboard(sweep_dir: Path) -> None:
+    """The sweep's hyper-parameters for TensorBoard's HPARAMS page, from every run in the sweep dir (this launch's
+    and earlier ones'): the settings that tell them apart shown first (`runlog.write_sweep_hparams`). A sweep dir
+    that cannot be written loses only that page's order, so it is a warning."""
+    summaries = [read_summary(path.parent) for path in sorted(sweep_dir.glob(f"*/{SUMMARY}"))]
+    records = [s for s in summaries if s and set(RECORD) <= s.keys()]  # a run's record, not an older layout
+    if not records:
+        return
     try:
-        build(cfg.trainer)
+        write_sweep_hparams(sweep_dir, records)
+    except OSError as e:
+        log.warning("TensorBoard's description of the sweep could not be written into %s: %s", sweep_dir, e)
+
+
+def check_sweep(config: DictConfig) -> int | None:
+    """Check every job of the sweep and log the sweep's predicted wall time, before the first job starts; the
+    number of jobs, None where the sweeper does not know them in advance. Raises UserError where every job would
+    fail."""
+    composed = compose_jobs(config)
+    if not composed:
+        return None
+    overrides, jobs = composed
+    placement = workers_and_threads(config.hydra.launcher)
+    # A job's device and data are checked only where it runs in this process's view of the machine: a cluster's
+    # nodes have their own, and submitit's local jobs see only the GPUs its gpus_per_node gives them.
+    here = placement is not None
+    failures = {index: error for index, cfg in enumerate(jobs) if (error := check_job(cfg, index, here))}
+    refuse_failing(failures, overrides)
+    if placement is None:
+        log.info("sweep of %s: no time predicted for the jobs of %s", plural(len(jobs), "job"),
+                 config.hydra.launcher._target_.rsplit(".", 1)[-1])
+    else:
+        runnable = [cfg for index, cfg in enumerate(jobs) if index not in failures]
+        log.info("%s", forecast_sweep(runnable, *placement).line())
+    return len(jobs)
+
+
+def refuse_failing(failures: dict[int, str], overrides: list[list[str]]) -> None:
+    """Log why each job of `failures` cannot run (launched all the same, it fails with that line); raise
+    UserError where that is every job: its reason where they share one, else the lines above."""
+    reasons = set(failures.values())
+    every = len(failures) == len(overrides)
+    if every and len(reasons) == 1:
+        raise UserError(NONE_STARTED + reasons.pop())
+    for index, error in failures.items():
+        log.error("job %d (%s) cannot run: %s", index, describe(overrides[index]), error)
+    if every:
+        raise UserError(NONE_STARTED + "see the lines above")
+
+
+def check_job(cfg: DictConfig, job_index: int, here: bool) -> str | None:
+    """Why `cfg`'s run would fail before training, as far as that is known without building it: its trainer,
+    schedule, data and net settings and its seed, and, where its job runs on this machine (`here`), its device (job
+    `job_index`'s: `trainer.device=auto` spreads a sweep over the GPUs), whether its net fits that device's memory
+    and whether its data is there (`predict=true` reads none). None where nothing is found."""
+    try:
+        settings = build(cfg.trainer)
         build_schedule(cfg)
         data = build(cfg.data)
         data.check_batch_size(cfg.trainer.batch_size)
-        if data_here:
-            data.check()
-        with torch.device("meta"):  # the net's settings, without allocating its weights
-            build(cfg.model)
+        with torch.device("meta"):  # the net's settings and the seed, without allocating its weights
+            seeded_model(cfg)
+        if here:
+            check_fits(cfg, settings.torch_device(job_index))
+            if not cfg.predict:
+                data.check()
     except UserError as e:
         return str(e)
     return None
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One launch of a sweep, as its jobs learn it from the sweep dir: an id no other launch has, and its number
+    of jobs (None where the sweeper does not know them in advance)."""
+
+    id: str
+    jobs: int | None
+
+    @classmethod
+    def begin(cls, sweep_dir: Path, jobs: int | None) -> Launch:
+        """A new launch, written into `sweep_dir` (over an earlier launch's) for its jobs to read."""
+        launch = cls(uuid.uuid4().hex, jobs)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(sweep_dir / LAUNCH, asdict(launch))
+        return launch
+
+    @classmethod
+    def read(cls, sweep_dir: Path) -> Launch | None:
+        """The launch `sweep_dir` holds; None where it holds none (a sweep started without `SweepStart`)."""
+        record = read_json(sweep_dir / LAUNCH)
+        return cls(str(record["id"]), record.get("jobs")) if record and "id" in record else None
+
+
+def start_job(sweep_dir: Path, run_dir: Path, job_index: int, overrides: list[str]) -> None:
+    """A job's start, in its own process: its first line, "job k of N: its overrides", and its dir marked as this
+    launch's for the sweep's end, which counts it (a failure.json of an earlier attempt goes)."""
+    launch = Launch.read(sweep_dir)
+    of = f" of {launch.jobs}" if launch and launch.jobs else ""
+    log.info("job %d%s: %s", job_index, of, describe(overrides))
+    (run_dir / FAILURE).unlink(missing_ok=True)
+    if launch:
+        write_json_atomic(run_dir / JOB, {"launch": launch.id, "job": job_index})
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How one job of a launch ended: its status (one of `STATUSES`) and one line, its final errors or why it
+    failed."""
+
+    index: int
+    dir: Path
+    status: str
+    detail: str
+
+
+def launched_jobs(sweep_dir: Path, launch_id: str) -> list[JobEnd]:
+    """How each job of launch `launch_id` ended, in the order of their indices; job dirs that an earlier launch
+    left in `sweep_dir` are not its."""
+    ends = []
+    for mark in sweep_dir.rglob(JOB):
+        record = read_json(mark)
+        if record and record.get("launch") == launch_id:
+            ends.append(job_end(mark.parent, int(record["job"])))
+    return sorted(ends, key=lambda end: end.index)
+
+
+def job_end(run_dir: Path, index: int) -> JobEnd:
+    """How the job in `run_dir` ended: as its failure.json says, which only this launch can have left (a job
+    removes an earlier one as it starts), else as its summary.json says."""
+    if failure := read_json(run_dir / FAILURE):
+        return JobEnd(index, run_dir, str(failure.get("status", "failed")), str(failure.get("error")))
+    summary = read_summary(run_dir)
+    if summary is None:
+        return JobEnd(index, run_dir, "failed", f"it left neither {SUMMARY} nor {FAILURE}")
+    return JobEnd(index, run_dir, str(summary.get("status")), final_errors(summary))
+
+
+def final_errors(summary: dict[str, Any]) -> str:
+    """A run's final training and test errors, as its summary.json says them ("-" before its first evaluation)."""
+    train, test = (summary.get(f"final_{split}_error") for split in ("train", "test"))
+    return f"train error {percent(train)}, test error {percent(test)}"
+
+
+def percent(value: Any) -> str:
+    """An error as the summary prints it; "-" where a run has none yet."""
+    return f"{value:.2f}%" if isinstance(value, int | float) else "-"
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 job`, `2 jobs`: the counts of the sweep's lines."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def sweep_summary(ends: list[JobEnd], seconds: float, sweep_dir: Path) -> str:
+    """What a launch did, short enough for a terminal: its jobs by status and its wall time, a line per job, and
+    the command that draws the figure where any job got further than failing."""
+    counts = Counter(end.status for end in ends)
+    statuses = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
+    tally = ", ".join(f"{counts[status]} {status}" for status in statuses if counts[status])
+    lines = [f"sweep of {plural(len(ends), 'job')} ended, wall time {format_duration(seconds)}: "
+             f"{tally or 'no job left a record'}"]
+    names = [str(end.dir.relative_to(sweep_dir)) for end in ends]
+    width, status_width = max(map(len, names), default=0), max((len(end.status) for end in ends), default=0)
+    lines += [f"  job {end.index}  {name:<{width}}  {end.status:<{status_width}}  {end.detail}"
+              for end, name in zip(ends, names, strict=True)]
+    if any(end.status != "failed" for end in ends):
+        lines.append(f"  draw the figure: resnet-exp-report {shlex.quote(str(sweep_dir))}")
+    return "\n".join(lines)
 
 
 def slurm_partitions() -> list[str]:

@@ -2,10 +2,15 @@
 
 For a figure `OUT.<ext>` (png, pdf or svg) it writes:
 
-- `OUT.<ext>`: the paper's Figures 1/6, error against iterations, plain nets left and residual nets right,
-  training error dashed and test error bold, one colour per depth, seeds as a mean line with a min..max band;
+- `OUT.<ext>`: the paper's Figures 1/6, error against iterations, plain nets left and residual nets right (one
+  panel where all runs are of one kind), training error dashed and test error bold, one colour per depth, seeds as
+  a mean line with a min..max band; the x axis in the paper's 1e4 iterations for runs of its scale, in plain
+  iterations for short ones; for runs of the paper's 64k iterations, Table 6's test errors marked at the right end;
 - `OUT_depth.<ext>`: final training and test error against depth, plain vs residual (a separate figure so the
   first one keeps the paper's two-panel layout);
+- under both figures a caption from summary.json alone: the data set, the iterations, the seeds per line, the
+  deviations from the paper's recipe (section 4.2: the quick preset's lr ramp, other milestones, lr, batch, ...)
+  and test points on a subset; `--title` adds a title above;
 - `OUT.md` and `OUT.csv`: one row per configuration with final errors (mean ± std over seeds) next to the
   paper's Table 6; under the Markdown table, notes on the comparison and where the runs came from (the
   provenance and compute path of summary.json: what differs between runs, with counts, or one line if nothing);
@@ -16,8 +21,11 @@ change training: optim.lr, schedule.*, trainer.batch_size, trainer.precision, ..
 changed during the run; only runs that differ in nothing but the seed are averaged. Where configurations differ,
 legends and the table name the settings that differ (`resnet56 optim.lr=0.05`).
 
-Modules: `runs` (finding, reading and grouping runs), `tables`, `figures`, `paper` (the paper's numbers),
-`make` (`make_report`, all of it from paths to files) and `cli` (the `resnet-exp-report` command).
+Failed sweep jobs (`failure.json`) are listed with their error line, and the status line counts every job once.
+
+Modules: `runs` (finding, reading and grouping runs), `tables`, `figures`, `caption` (what a figure says of its
+runs), `paper` (the paper's numbers and recipe), `make` (`make_report`, all of it from paths to files) and `cli`
+(the `resnet-exp-report` command).
 """
 
 from resnet_exp.report.figures import axis_limits, curve_band, figure_path, plot_curves, plot_depth

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from resnet_exp.errors import UserError
-from resnet_exp.report.figures import DEFAULT_FIGURE
+from resnet_exp.report.figures import DEFAULT_FIGURE, units_help
 from resnet_exp.report.make import make_report
 from resnet_exp.report.paper import PAPER_ITERS, PAPER_XLIM, PAPER_YLIM
 
@@ -49,14 +49,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="figure file, or a folder to write %(default)s into; the extension picks the format: "
                         ".png, .pdf or .svg (default: %(default)s)")
     parser.add_argument("--xlim", nargs=2, type=float, metavar=("LO", "HI"),
-                        help="iteration range in the axis units (1e4 iterations, or 1e3 for runs shorter than 20k)")
+                        help=f"iteration range in the units the x axis shows: {units_help()}")
     parser.add_argument("--ylim", nargs=2, type=float, metavar=("LO", "HI"), help="error range in %%")
     parser.add_argument("--auto-limits", action="store_true",
                         help="fit the axes to the data even for full-length runs. Default: the paper's ranges "
                         f"(0 to {PAPER_XLIM[1]} x 1e4 iterations, {PAPER_YLIM[0]:g} to {PAPER_YLIM[1]:g}%% error) "
                         f"when every run is full-length (max_iters >= {PAPER_ITERS}), otherwise fitted to the data; "
                         "--xlim/--ylim override either")
-    parser.add_argument("--title", help="a title above the figures")
+    parser.add_argument("--title", help="a title above the figures. Either way a caption below them says what "
+                        "they show, from the runs' summary.json: data set, iterations, seeds per line, deviations "
+                        "from the paper's recipe (section 4.2)")
     return parser
 
 

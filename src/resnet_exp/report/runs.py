@@ -1,7 +1,7 @@
 """The runs a report reads: finding run dirs under the given paths, reading their summary.json and metrics
 (metrics.jsonl, or TensorBoard events where it is missing), and grouping seeds of one configuration (`Key`), with
-the lines a reader of a partial sweep should see (missing, running, diverged, repeated seeds) and the labels that
-tell configurations apart."""
+the lines a reader of a partial sweep should see (missing, failed with its error line, running, diverged,
+repeated seeds) and the labels that tell configurations apart."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 
 from resnet_exp.errors import UserError
 from resnet_exp.runlog import METRICS, SUMMARY, TAGS, parse_metrics
+from resnet_exp.sweep import FAILURE
 
 TRAIN, TEST = "train/error", "test/error"
 REQUIRED = ("model", "depth", "residual", "data", "seed", "settings")
 LENGTH = "trainer.max_iters"
+MILESTONES = "schedule.milestones"
 EVENTS_PREFIX = "events.out.tfevents."
 NO_RUNS_HINT = "expected run dirs with summary.json or metrics.jsonl, e.g. outputs/multirun/<date>/<time>"
 # Settings of the net itself (model.*): the model name spells shortcut and block, option A's layout applies to some
@@ -94,13 +96,15 @@ def _text(value: Any) -> str:
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """The points of a run dir without metrics.jsonl (e.g. copied from TensorBoard logs)."""
+    """The points of a run dir without metrics.jsonl (e.g. copied from TensorBoard logs), by metrics.jsonl's keys,
+    from the tags of `TAGS` or, in runs written before those, from tags named like the keys."""
     events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
     events.Reload()
+    keys = {key: key for key in TAGS} | {tag: key for key, tag in TAGS.items()}  # by tag, earlier and current
     points: dict[int, dict[str, Any]] = defaultdict(dict)
-    for tag in set(TAGS) & set(events.Tags()["scalars"]):
+    for tag in keys.keys() & set(events.Tags()["scalars"]):
         for event in events.Scalars(tag):
-            points[event.step][tag] = event.value
+            points[event.step][keys[tag]] = event.value
     return [{"iteration": step, **values} for step, values in sorted(points.items()) if {TRAIN, TEST} <= set(values)]
 
 
@@ -132,8 +136,8 @@ def load_run(run_dir: Path, problems: list[str] | None = None) -> Run:
 
 def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
     """The runs with points under `paths`, and one line per run a reader of a partial sweep should know about
-    (missing, running, diverged, without points, unreadable). A path that holds nothing run-like is an error,
-    since it is most likely a typo rather than a sweep that has not started."""
+    (missing, failed, running, diverged, without points, unreadable). A path that holds nothing run-like is an
+    error, since it is most likely a typo rather than a sweep that has not started."""
     runs: list[Run] = []
     problems: list[str] = []
     seen: set[Path] = set()
@@ -146,38 +150,66 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
             run_dir = Path(dirpath)
             has_files = SUMMARY in filenames or METRICS in filenames or any(
                 name.startswith(EVENTS_PREFIX) for name in filenames)
-            if not has_files and ".hydra" not in dirnames:
+            if not has_files and ".hydra" not in dirnames and FAILURE not in filenames:
                 continue
             found = True
-            if run_dir.resolve() in seen:
-                continue
-            seen.add(run_dir.resolve())
-            if not has_files:
-                problems.append(f"missing: {run_dir} (a job that has not written metrics yet)")
-                continue
-            try:
-                run = load_run(run_dir, problems)
-            except json.JSONDecodeError as e:
-                problems.append(f"skipped: {run_dir} (invalid JSON, perhaps still being written: {e})")
-                continue
-            except (OSError, ValueError) as e:
-                problems.append(f"skipped: {run_dir} ({e})")
-                continue
-            if not run.points:
-                problems.append(f"no points: {run_dir} ({run.describe()})")
-                continue
-            if run.status != "completed":
-                problems.append(f"{run.status}: {run_dir} ({run.describe()})")
-            runs.append(run)
+            if run_dir.resolve() not in seen:
+                seen.add(run_dir.resolve())
+                run = read_job(run_dir, has_files, problems)
+                if run:
+                    runs.append(run)
         if not found:
             raise ReportError(f"no runs under '{path}' ({NO_RUNS_HINT})")
     return runs, problems
 
 
+def problem(kind: str, run_dir: Path, detail: str) -> str:
+    """The line about one run dir, "failed: DIR (its error)"; `status_line` counts it by `kind`."""
+    return f"{kind}: {run_dir} ({detail})"
+
+
+def read_failure(run_dir: Path) -> str | None:
+    """The one line a failed sweep job left in its dir (`sweep.record_failure`), None where it left none."""
+    path = run_dir / FAILURE
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text())["error"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{FAILURE} unreadable: {e}"
+
+
+def read_job(run_dir: Path, has_files: bool, problems: list[str]) -> Run | None:
+    """The run of a job dir where it has points; otherwise None and, in `problems`, why not. A job that failed
+    (`failure.json`) is told by its error line, also beside the status of a run it leaves with points."""
+    failure = read_failure(run_dir)
+    run, (kind, detail) = None, ("missing", "a job that has not written metrics yet")
+    if has_files:
+        try:
+            run = load_run(run_dir, problems)
+            kind, detail = "no points", run.describe()
+        except json.JSONDecodeError as e:
+            kind, detail = "skipped", f"invalid JSON, perhaps still being written: {e}"
+        except (OSError, ValueError) as e:
+            kind, detail = "skipped", str(e)
+    if run is None or not run.points:
+        problems.append(problem("failed", run_dir, failure) if failure else problem(kind, run_dir, detail))
+        return None
+    if run.status != "completed" or failure:
+        problems.append(problem(run.status, run_dir, run.describe() + (f"; {failure}" if failure else "")))
+    return run
+
+
 def status_line(runs: Sequence[Run], problems: Sequence[str]) -> str:
-    """One line saying how far a sweep has got: runs by status, plus jobs without files or points."""
+    """One line saying how far a sweep has got: runs by status, plus one count per kind of problem line about a
+    job without a run (missing, failed, no points, skipped), so that the counts add up to the jobs listed. Lines
+    about a counted run (its status, a warning) are not counted again."""
     counts = Counter(run.status for run in runs)
-    counts.update(line.split(":", 1)[0] for line in problems if not line.startswith((*counts, WARNING)))
+    counted = tuple(f"{run.dir} (" for run in runs)  # how `problem` begins a line about the run, after its kind
+    for line in problems:
+        kind, _, rest = line.partition(": ")
+        if not line.startswith(WARNING) and not rest.startswith(counted):
+            counts[kind] += 1
     return "runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
@@ -196,17 +228,30 @@ def setting_labels(keys: Iterable[Key]) -> dict[Key, str]:
     keys = list(keys)
 
     def varies(name: str, group: Sequence[Key]) -> bool:
-        return len({dict(key.settings).get(name) for key in group}) > 1
+        return len({shown_value(key, name) for key in group}) > 1
 
     every = sorted({name for key in keys for name, _ in key.settings})
     shared = {name for name in every if not name.startswith(NET_PREFIX) and varies(name, keys)}
     texts = {}
     for key in keys:
         same_net = [other for other in keys if other.model == key.model]
-        values = dict(key.settings)
         shown = shared | {name for name in every if name.startswith(NET_PREFIX) and varies(name, same_net)}
-        texts[key] = " ".join(f"{name}={values.get(name, 'null')}" for name in every if name in shown)
+        texts[key] = " ".join(f"{name}={shown_value(key, name)}" for name in every if name in shown)
     return texts
+
+
+def shown_value(key: Key, name: str) -> str:
+    """A setting of `key` as labels compare and show it; the lr milestones, recorded as iterations, as fractions of
+    the run ("[0.5, 0.75]"), so that runs of other lengths with the paper's shape are not told apart by them."""
+    value = dict(key.settings).get(name, "null")
+    if name == MILESTONES:
+        try:
+            iterations = json.loads(value)
+        except ValueError:  # a history of changes ("[10], [20] after 6"), shown as it is
+            return value
+        if isinstance(iterations, list) and all(isinstance(m, int) for m in iterations):
+            return "[" + ", ".join(f"{m / key.max_iters:.3g}" for m in iterations) + "]"
+    return value
 
 
 def labels(keys: Iterable[Key]) -> dict[Key, str]:

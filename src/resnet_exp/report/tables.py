@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from resnet_exp.report.paper import PAPER_110_NOTE, PAPER_ITERS, PAPER_TEST_ERROR
+from resnet_exp.report.paper import PAPER_110_NOTE, PAPER_ITERS, paper_test_error
 from resnet_exp.report.runs import TEST, TRAIN, Key, Run, labels, setting_labels
 
 
@@ -39,13 +39,12 @@ class Row:
 
 
 def table_rows(groups: dict[Key, list[Run]]) -> list[Row]:
-    """One row per configuration; the paper's error only where the run matches Table 6 (option A on CIFAR-10)."""
+    """One row per configuration; the paper's error only where the run matches Table 6 (`paper_test_error`)."""
     rows = []
     settings = setting_labels(groups)
     for key, runs in groups.items():
         train, test = ([run.final(tag) for run in runs] for tag in (TRAIN, TEST))
-        option_a = all(run.summary["settings"].get("model.shortcut") == "A" for run in runs)
-        paper = PAPER_TEST_ERROR.get(key.depth) if key.residual and option_a and key.data == "cifar10" else None
+        paper = paper_test_error(key)
         test_mean = statistics.fmean(test)
         rows.append(Row(
             model=key.model, settings=settings[key], data=key.data, depth=key.depth,

@@ -391,6 +391,7 @@ class Trainer:
         it first: no point is lost or written twice, and the final evaluation's run ends interrupted."""
         pending = self.pending
         evaluation = self.batches.eval if pending["all_images"] else self.interim_eval
+        runlog.evaluating(len(evaluation))
         result = self.evaluate(evaluation, stop)
         if result is None:
             self.save(started)
