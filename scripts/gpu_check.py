@@ -48,7 +48,7 @@ DRY = {
               "--variants", "ours-fp32", "batched-fp32"],
     "compile": None,  # compiling on a CPU takes minutes and checks nothing a GPU run needs
     "quick": ["data=synthetic", "data.train_size=256", "data.test_size=64", "model.depth=8", "trainer.batch_size=32",
-              "trainer.max_iters=4", "trainer.eval_every=2", "trainer.device=cpu"],
+              "trainer.max_iters=4", "trainer.eval_every=2", "schedule.ramp_iters=1", "trainer.device=cpu"],
 }
 FULL = {
     "tests": ["-m", "cuda", "-q", "-rA", "-s", "-p", "no:cacheprovider"],

@@ -116,14 +116,15 @@ def test_resume_may_extend_the_run(tmp_path: Path) -> None:
 
 
 def test_a_run_continued_on_purpose_with_another_lr_records_where_it_changed(tmp_path: Path) -> None:
-    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
-    ended = train(config("trainer.max_iters=8", "trainer.eval_every=2", "optim.lr=0.05", "trainer.allow_changes=true"),
-                  tmp_path)
+    constant = "schedule.milestones=[]"  # so that the lr of every point is the one set on the command line
+    train(config("trainer.max_iters=4", "trainer.eval_every=2", constant), tmp_path)
+    ended = train(config("trainer.max_iters=8", "trainer.eval_every=2", "optim.lr=0.05", "trainer.allow_changes=true",
+                         constant), tmp_path)
     assert ended["changes"] == [{"iteration": 4, "optim.lr": [0.1, 0.05]}] and ended["settings"]["optim.lr"] == 0.05
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert lrs == [0.1, 0.1, 0.05, 0.05]
     # Resumed again with its new settings it is the same run: the history stays, nothing more is recorded.
-    again = train(config("trainer.max_iters=10", "trainer.eval_every=2", "optim.lr=0.05"), tmp_path)
+    again = train(config("trainer.max_iters=10", "trainer.eval_every=2", "optim.lr=0.05", constant), tmp_path)
     assert again["changes"] == ended["changes"] and again["iterations"] == 10
 
 

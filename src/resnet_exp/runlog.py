@@ -199,11 +199,12 @@ class RunLog:
             # a hash of its values (which would also merge two runs of the same settings into one row).
             self.writer.file_writer.add_summary(hparams_pb(hparams, trial_id=""))
             self.writer.add_custom_scalars(CHARTS)
-        # smoothing=0: the time left at the average pace since the start, evaluations included, as the log says it
+        # smoothing=0: the time left at the average pace since the start, evaluations included, as the log says it;
+        # the bar moves only at progress reads (every trainer.log_every), so it draws each one (no minimum interval)
         self.name = str(hparams.get("model", ""))
         self.bar = tqdm(
             total=max_iters, initial=start_iteration, disable=not progress if progress is not None else None,
-            dynamic_ncols=True, unit="it", desc=self.name, smoothing=0,
+            dynamic_ncols=True, unit="it", desc=self.name, smoothing=0, mininterval=0, miniters=1,
         )
         # Log lines go through the bar (tqdm.write) while it is shown, so that none is printed into it.
         self.redirect = None if self.bar.disable else logging_redirect_tqdm()

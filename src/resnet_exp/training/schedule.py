@@ -85,7 +85,7 @@ class StepSchedule:
         if ramp_iters and ramp_iters >= end[0]:
             raise ConfigError(
                 f"schedule.ramp_iters={ramp_iters} must be below {end[1]} ({end[0]}): the ramp would not end "
-                "before the lr drops or the run ends"
+                f"before the lr drops or the run ends; accepted: 0 (no ramp) to {end[0] - 1}"
             )
         self.base_lr = lr
         self.gamma = gamma
