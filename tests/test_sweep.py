@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_module
 from hydra._internal.callbacks import Callbacks
 
 import resnet_exp.cli  # noqa: F401  (registers the jobs_at_once resolver, as running resnet-exp does)
-from resnet_exp import sweep
+from resnet_exp import launch, sweep
 from resnet_exp.errors import ConfigError
 from tests.conftest import FAST, compose_config, run_cli
 
@@ -33,8 +33,8 @@ def mixed_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Co
     tmp_path = tmp_path_factory.mktemp("mixed")
     out = tmp_path / "sweep"
     earlier = out / "2_earlier_seed0"
-    sweep.record_failure(earlier, 2, "model.depth=7 is not of the form 6n+2")
-    (earlier / sweep.JOB).write_text(json.dumps({"launch": "an earlier launch", "job": 2}))
+    launch.record_failure(earlier, 2, "model.depth=7 is not of the form 6n+2")
+    (earlier / launch.JOB).write_text(json.dumps({"launch": "an earlier launch", "job": 2}))
     proc = run_cli(*SWEEP, "model.depth=8,9", "hydra/launcher=parallel", f"hydra.sweep.dir={out}", cwd=tmp_path)
     return proc, out
 

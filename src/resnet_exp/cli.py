@@ -17,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import run_seconds
+from resnet_exp.launch import record_failure, start_job
 from resnet_exp.run import build, net_name, step_cost, train
 from resnet_exp.runlog import format_duration
-from resnet_exp.sweep import jobs_at_once, record_failure, start_job
+from resnet_exp.sweep import jobs_at_once
 from resnet_exp.training import Diverged
 from resnet_exp.training.signals import Interrupted
 

@@ -1,4 +1,5 @@
-"""A sweep before its first job: its jobs, whether they can run, how many run at once, and how long it will take.
+"""A sweep before its first job and after its last: its jobs, whether they can run, how many run at once, how long
+it will take; and how it ended.
 
 `SweepStart` is a Hydra callback (configs/config.yaml, `hydra.callbacks`). At the start of a multirun it composes
 every job's config as Hydra's basic sweeper will, checks each one (a sweep whose every job would fail stops
@@ -9,27 +10,18 @@ first asks `sinfo` whether the cluster answers and has the partition it names: o
 come from inside submitit, as a traceback, after every job had been composed. A user error found there is one
 line (exit code 2), never Hydra's warning for an exception raised in a callback.
 
-Each launch of a sweep writes `launch.json` into the sweep dir: its id and its number of jobs. Each job, in its own
-process (joblib, submitit, SLURM), reads it through its `hydra.sweep.dir`, says "job k of N" first (k counted
-from 0, as in the job dirs' names, `<k>_<net>_seed<s>`) and marks its dir as this launch's (`job.json`). At the sweep's
-end those marks tell this launch's jobs from the ones an earlier launch left in the same sweep dir (file times
-cannot: a rerun of a completed job rewrites nothing, and a cluster's nodes keep their own clocks), and the sweep
-ends with a summary: its jobs by status, each job's final errors or why it failed, its wall time, and the command
-that draws the figure; exit code 1 where any job did not complete.
+At the sweep's end it prints the summary of this launch's jobs (launch.py) and exits with 1 where any did not
+complete.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shlex
 import subprocess
 import sys
 import time
-import uuid
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,36 +34,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
+from resnet_exp.launch import Launch, describe, describe_for_tensorboard, launched_jobs, plural, sweep_summary
 from resnet_exp.run import build, build_schedule, check_fits, seeded_model, step_cost
-from resnet_exp.runlog import SUMMARY, format_duration, read_summary, write_json_atomic, write_sweep_hparams
+from resnet_exp.runlog import format_duration
 
 log = logging.getLogger("resnet_exp")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-FAILURE = "failure.json"  # in a failed job's dir: its index, how it ended and its error
-LAUNCH = "launch.json"  # in the sweep dir: the id of its latest launch and that launch's number of jobs
-JOB = "job.json"  # in a job's dir: the launch it belongs to and its index
-RECORD = ("model", "depth", "residual", "block", "data", "seed", "settings")  # what run.hparams records of a run
-STATUSES = ("completed", "diverged", "interrupted", "failed", "running")  # a run's status, as summary.json says
 NONE_STARTED = "every job of this sweep would fail, so none is started: "
-
-
-def record_failure(run_dir: Path, job_index: int, error: str, status: str = "failed") -> None:
-    """failure.json: why the job failed, and how (`failed`, or `diverged`), for the sweep's end to count."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / FAILURE).write_text(json.dumps({"job": job_index, "status": status, "error": error}) + "\n")
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A small JSON record (launch.json, job.json, failure.json); None where it is missing or unreadable, so that
-    a sweep's end never stops at a file a killed job left half-written."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def stop(message: str, code: int) -> NoReturn:
@@ -118,11 +90,6 @@ def workers_and_threads(launcher: DictConfig) -> tuple[int, int] | None:
         threads = int(os.environ.get("OMP_NUM_THREADS", max(cpu_count() // workers, 1)))
         return workers, threads
     return None
-
-
-def describe(overrides: list[str]) -> str:
-    """A job as the sweep's lines name it: its overrides."""
-    return " ".join(overrides) or "(no overrides)"
 
 
 def compose_jobs(config: DictConfig) -> tuple[list[list[str]], list[DictConfig]] | None:
@@ -205,20 +172,6 @@ class SweepStart(Callback):
                  f"(job {', '.join(map(str, unfinished))}); the summary above says why", 1)
 
 
-def describe_for_tensorboard(sweep_dir: Path) -> None:
-    """The sweep's hyper-parameters for TensorBoard's HPARAMS page, from every run in the sweep dir (this launch's
-    and earlier ones'): the settings that tell them apart shown first (`runlog.write_sweep_hparams`). A sweep dir
-    that cannot be written loses only that page's order, so it is a warning."""
-    summaries = [read_summary(path.parent) for path in sorted(sweep_dir.glob(f"*/{SUMMARY}"))]
-    records = [s for s in summaries if s and set(RECORD) <= s.keys()]  # a run's record, not an older layout
-    if not records:
-        return
-    try:
-        write_sweep_hparams(sweep_dir, records)
-    except OSError as e:
-        log.warning("TensorBoard's description of the sweep could not be written into %s: %s", sweep_dir, e)
-
-
 def check_sweep(config: DictConfig) -> int | None:
     """Check every job of the sweep and log the sweep's predicted wall time, before the first job starts; the
     number of jobs, None where the sweeper does not know them in advance. Raises UserError where every job would
@@ -274,106 +227,6 @@ def check_job(cfg: DictConfig, job_index: int, here: bool) -> str | None:
     except UserError as e:
         return str(e)
     return None
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One launch of a sweep, as its jobs learn it from the sweep dir: an id no other launch has, and its number
-    of jobs (None where the sweeper does not know them in advance)."""
-
-    id: str
-    jobs: int | None
-
-    @classmethod
-    def begin(cls, sweep_dir: Path, jobs: int | None) -> Launch:
-        """A new launch, written into `sweep_dir` (over an earlier launch's) for its jobs to read."""
-        launch = cls(uuid.uuid4().hex, jobs)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(sweep_dir / LAUNCH, asdict(launch))
-        return launch
-
-    @classmethod
-    def read(cls, sweep_dir: Path) -> Launch | None:
-        """The launch `sweep_dir` holds; None where it holds none (a sweep started without `SweepStart`)."""
-        record = read_json(sweep_dir / LAUNCH)
-        return cls(str(record["id"]), record.get("jobs")) if record and "id" in record else None
-
-
-def start_job(sweep_dir: Path, run_dir: Path, job_index: int, overrides: list[str]) -> None:
-    """A job's start, in its own process: its first line, "job k of N: its overrides", and its dir marked as this
-    launch's for the sweep's end, which counts it (a failure.json of an earlier attempt goes)."""
-    launch = Launch.read(sweep_dir)
-    of = f" of {launch.jobs}" if launch and launch.jobs else ""
-    log.info("job %d%s: %s", job_index, of, describe(overrides))
-    (run_dir / FAILURE).unlink(missing_ok=True)
-    if launch:
-        write_json_atomic(run_dir / JOB, {"launch": launch.id, "job": job_index})
-
-
-@dataclass(frozen=True)
-class JobEnd:
-    """How one job of a launch ended: its status (one of `STATUSES`) and one line, its final errors or why it
-    failed."""
-
-    index: int
-    dir: Path
-    status: str
-    detail: str
-
-
-def launched_jobs(sweep_dir: Path, launch_id: str) -> list[JobEnd]:
-    """How each job of launch `launch_id` ended, in the order of their indices; job dirs that an earlier launch
-    left in `sweep_dir` are not its."""
-    ends = []
-    for mark in sweep_dir.rglob(JOB):
-        record = read_json(mark)
-        if record and record.get("launch") == launch_id:
-            ends.append(job_end(mark.parent, int(record["job"])))
-    return sorted(ends, key=lambda end: end.index)
-
-
-def job_end(run_dir: Path, index: int) -> JobEnd:
-    """How the job in `run_dir` ended: as its failure.json says, which only this launch can have left (a job
-    removes an earlier one as it starts), else as its summary.json says."""
-    if failure := read_json(run_dir / FAILURE):
-        return JobEnd(index, run_dir, str(failure.get("status", "failed")), str(failure.get("error")))
-    summary = read_summary(run_dir)
-    if summary is None:
-        return JobEnd(index, run_dir, "failed", f"it left neither {SUMMARY} nor {FAILURE}")
-    return JobEnd(index, run_dir, str(summary.get("status")), final_errors(summary))
-
-
-def final_errors(summary: dict[str, Any]) -> str:
-    """A run's final training and test errors, as its summary.json says them ("-" before its first evaluation)."""
-    train, test = (summary.get(f"final_{split}_error") for split in ("train", "test"))
-    return f"train error {percent(train)}, test error {percent(test)}"
-
-
-def percent(value: Any) -> str:
-    """An error as the summary prints it; "-" where a run has none yet."""
-    return f"{value:.2f}%" if isinstance(value, int | float) else "-"
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 job`, `2 jobs`: the counts of the sweep's lines."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def sweep_summary(ends: list[JobEnd], seconds: float, sweep_dir: Path) -> str:
-    """What a launch did, short enough for a terminal: its jobs by status and its wall time, a line per job, and
-    the command that draws the figure where any job got further than failing."""
-    counts = Counter(end.status for end in ends)
-    statuses = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
-    tally = ", ".join(f"{counts[status]} {status}" for status in statuses if counts[status])
-    lines = [f"sweep of {plural(len(ends), 'job')} ended, wall time {format_duration(seconds)}: "
-             f"{tally or 'no job left a record'}"]
-    names = [str(end.dir.relative_to(sweep_dir)) for end in ends]
-    width, status_width = max(map(len, names), default=0), max((len(end.status) for end in ends), default=0)
-    lines += [f"  job {end.index}  {name:<{width}}  {end.status:<{status_width}}  {end.detail}"
-              for end, name in zip(ends, names, strict=True)]
-    if any(end.status != "failed" for end in ends):
-        lines.append(f"  draw the figure: resnet-exp-report {shlex.quote(str(sweep_dir))}")
-    return "\n".join(lines)
 
 
 def slurm_partitions() -> list[str]:
