@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -66,6 +67,9 @@ class OutputDirCheck(Callback):
     """`hydra.run.dir` or `hydra.sweep.dir` checked before Hydra creates it (one line and exit code 2)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The run dir names the net through `${hydra:runtime.choices.model}`, which reads Hydra's config; Hydra sets
+        # it only as the job starts, so it is set here as Hydra then sets it (else the check fails with a warning).
+        HydraConfig.instance().set_config(config)
         self.check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
