@@ -12,6 +12,8 @@ import pytest
 from conftest import compose_config
 from hydra.errors import MissingConfigException
 
+from resnet_exp.run import build_schedule
+
 CONFIGS = Path(__file__).parents[1] / "configs"
 MODELS = sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml"))
 PRESETS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
@@ -60,15 +62,15 @@ def test_help_lists_every_model_and_no_base(help_text: str) -> None:
     assert "model/base" not in help_text and "base/" not in help_text
 
 
-def test_help_lists_presets_overrides_and_three_examples(help_text: str) -> None:
+def test_help_lists_presets_overrides_and_four_examples(help_text: str) -> None:
     assert "degradation_quick" in PRESETS
     assert sorted(line.split()[0] for line in entries(help_text, "Presets")) == PRESETS
     overrides = section(help_text, "Main overrides")
     for key in ("data=", "trainer.max_iters=", "trainer.device=", "optim.lr=", "seed=", "hydra.run.dir="):
         assert key in overrides
     examples = [line.split() for line in entries(help_text, "Examples")]
-    assert [words[0] for words in examples] == ["resnet-exp"] * 3
-    assert "experiment=degradation_quick" in examples[1] and "-m" in examples[2]
+    assert [words[0] for words in examples] == ["resnet-exp"] * 4
+    assert "experiment=degradation_quick" in examples[1] and "experiment=tiny" in examples[2] and "-m" in examples[3]
 
 
 def test_help_examples_compose(help_text: str) -> None:
@@ -77,6 +79,10 @@ def test_help_examples_compose(help_text: str) -> None:
     for words in commands:
         overrides = [word.split(",")[0] for word in words if "=" in word]
         assert compose_config(*overrides).model.depth > 0
+    # The one-run example's lr drops where its line says: the schedule follows the run's length.
+    shortened = compose_config("model=plain56", "trainer.max_iters=2000")
+    assert build_schedule(shortened).milestones == [1000, 1500]
+    assert "trainer.max_iters=2000       one run of 2000 iterations (lr /10 at 1000 and 1500)" in help_text
 
 
 def test_hydra_help_still_works(tmp_path: Path) -> None:
