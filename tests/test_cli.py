@@ -7,7 +7,7 @@ import pytest
 from conftest import FAST, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from resnet_exp.runlog import TAGS
+from resnet_exp.board import TAGS
 
 
 def test_single_run_writes_the_contract_files(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from torch.utils.tensorboard import SummaryWriter
 
+from resnet_exp.board import TAGS
 from resnet_exp.launch import record_failure
 from resnet_exp.report import (
     NO_RUNS_HINT,
@@ -44,7 +45,7 @@ from resnet_exp.report import (
 from resnet_exp.report.cli import PROG, main
 from resnet_exp.report.figures import PAPER_MARK_GID
 from resnet_exp.report.runs import labels
-from resnet_exp.runlog import TAGS, read_metrics
+from resnet_exp.runlog import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 # The console script pip installed next to this interpreter (`pip install -e .` after pyproject changes).

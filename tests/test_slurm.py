@@ -24,7 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from test_reliability import RUN, comparable, uninterrupted  # noqa: F401  (the fixture, shared)
 
 from resnet_exp import sweep
-from resnet_exp.runlog import TAGS
+from resnet_exp.board import TAGS
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 

@@ -26,9 +26,10 @@ from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment
 from tensorboard.plugins.hparams import metadata as hparams
 from torch.utils.tensorboard import SummaryWriter
 
+from resnet_exp.board import DEFINING, SWEEP_HPARAMS, TAGS, write_sweep_hparams
 from resnet_exp.report.runs import find_runs, read_events
 from resnet_exp.run import train
-from resnet_exp.runlog import DEFINING, SWEEP_HPARAMS, TAGS, read_summary, write_sweep_hparams
+from resnet_exp.runlog import read_summary
 
 # Evaluations at 5 and 10, progress reads every 2 iterations; the lr drops tenfold after iteration 6.
 RUN = ["data.train_size=256", "data.test_size=64", "trainer.progress=false", "trainer.eval_every=5",

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from resnet_exp.runlog import SUMMARY, format_duration, read_summary, write_json_atomic, write_sweep_hparams
+from resnet_exp.board import write_sweep_hparams
+from resnet_exp.runlog import SUMMARY, format_duration, read_summary, write_json_atomic
 
 log = logging.getLogger("resnet_exp")
 FAILURE = "failure.json"  # in a failed job's dir: its index, how it ended and its error

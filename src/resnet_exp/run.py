@@ -20,6 +20,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from resnet_exp.board import shown_hparams
 from resnet_exp.data.module import DataModule
 from resnet_exp.errors import ConfigError, UserError
 from resnet_exp.forecast import Cost, StandIn, measure, run_seconds
@@ -28,7 +29,7 @@ from resnet_exp.models.footprint import cifar_footprint, memory_limit
 from resnet_exp.precision import emulation_warning
 from resnet_exp.provenance import provenance
 from resnet_exp.rundir import lock_run_dir
-from resnet_exp.runlog import RunLog, format_duration, read_metrics, read_summary, shown_hparams
+from resnet_exp.runlog import RunLog, format_duration, read_metrics, read_summary
 from resnet_exp.training import Diverged, StepSchedule, Trainer
 from resnet_exp.training.signals import Interrupted, StopRequests
 

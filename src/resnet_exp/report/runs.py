@@ -15,9 +15,10 @@ from typing import Any, NamedTuple
 
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
+from resnet_exp.board import TAGS
 from resnet_exp.errors import UserError
 from resnet_exp.launch import FAILURE
-from resnet_exp.runlog import METRICS, SUMMARY, TAGS, parse_metrics
+from resnet_exp.runlog import METRICS, SUMMARY, parse_metrics
 
 TRAIN, TEST = "train/error", "test/error"
 REQUIRED = ("model", "depth", "residual", "data", "seed", "settings")
