@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PER_BATCH, tiny_batch
+from conftest import PER_BATCH, run_cli, tiny_batch
 
 from resnet_exp.data import Cifar10, make_synthetic, read_cifar10
 from resnet_exp.data.batches import random_crop_flip
@@ -171,3 +171,49 @@ def test_failed_download_is_one_clear_error(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
     with pytest.raises(DataError, match=r"could not download CIFAR-10 from https://www.cs.toronto.edu/.*not known"):
         read_cifar10(tmp_path, download=True)
+
+
+class Payload:
+    """What a crafted pickle holds: an object whose unpickling calls `exec`, here to create `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+@pytest.mark.parametrize("name", ["batches.meta", "data_batch_1", "test_batch"])
+def test_a_batch_file_made_to_run_code_is_refused_unrun(tiny_cifar: Path, tmp_path: Path, name: str) -> None:
+    marker = tmp_path / "ran"
+    path = tiny_cifar / "cifar-10-batches-py" / name
+    with path.open("wb") as f:
+        pickle.dump({"labels": [0], "data": Payload(marker)}, f, protocol=2)
+    refused = r"names (__builtin__|builtins)\.exec, which CIFAR-10's files never hold.*refused"
+    with pytest.raises(DataError, match=refused):
+        read_cifar10(tiny_cifar)
+    assert not marker.exists()
+
+
+def test_a_data_folder_made_to_run_code_is_one_line_on_the_command_line(tiny_cifar: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with (tiny_cifar / "cifar-10-batches-py" / "batches.meta").open("wb") as f:
+        pickle.dump(Payload(marker), f, protocol=4)
+    proc = run_cli("data=cifar10", f"data.root={tiny_cifar}", "model.depth=8", "trainer.device=cpu",
+                   "trainer.batch_size=4", "trainer.eval_batch_size=4", "trainer.max_iters=2",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2 and not marker.exists()
+    assert proc.stderr.strip().splitlines()[-1].startswith("resnet-exp: error: CIFAR-10 file")
+    assert "builtins.exec" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_batches_pickled_by_numpy_with_any_protocol_are_read(tiny_cifar: Path, protocol: int) -> None:
+    """The release's own files use protocol 2; a lossless re-encoding may use another, and numpy scalars."""
+    folder = tiny_cifar / "cifar-10-batches-py"
+    for index, name in enumerate([*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]):
+        batch = tiny_batch(index)
+        batch["labels"] = [torch.tensor(label).numpy()[()] for label in batch["labels"]]  # numpy scalars
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    data = read_cifar10(tiny_cifar)
+    assert data.train_images.shape == (5 * PER_BATCH, 3, 32, 32) and data.test_labels.tolist() == [5, 6, 7, 8]

@@ -54,12 +54,45 @@ def fetch_archive(root: str | os.PathLike) -> None:
         raise DataError(f"could not download CIFAR-10 from {ARCHIVE_URL} into {root!s}: {e}") from e
 
 
+# The only globals a pickle of CIFAR-10's python release (or a re-encoding of it by numpy 1 or 2, pickle protocol 2
+# to 5) names: numpy arrays, dtypes and scalars, and the latin-1 bytes of protocol 2. Dicts, lists, strings, bytes and
+# ints need none. Any other global is a class or function the file would have called while being read.
+NUMPY_GLOBALS = frozenset({
+    *((f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("_reconstruct", "scalar")),
+    *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class ForeignObject(pickle.UnpicklingError):
+    """A pickle naming a global that CIFAR-10's files never hold."""
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """`pickle.Unpickler` that admits only what CIFAR-10's files hold (`NUMPY_GLOBALS`): a pickle is a program, and
+    a crafted batch file in a shared data folder would otherwise run code of its choosing as it is read."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in NUMPY_GLOBALS:
+            raise ForeignObject(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_pickle(path: Path) -> Any:
+    """The object pickled in `path`, read with `BatchUnpickler` (latin-1 for the release's Python 2 strings)."""
+    with path.open("rb") as f:
+        return BatchUnpickler(f, encoding="latin1").load()
+
+
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise DataError(f"CIFAR-10 file {str(path)!r} is missing: {HOW_TO_GET}")
     try:
-        with path.open("rb") as f:
-            return pickle.load(f, encoding="latin1")
+        return read_pickle(path)
+    except ForeignObject as e:
+        raise DataError(
+            f"CIFAR-10 file {str(path)!r} names {e}, which CIFAR-10's files never hold (a file made to run code "
+            f"when read): refused, nothing of it was run; delete {path.parent} and {HOW_TO_GET}") from None
     except Exception as e:  # truncated or foreign files raise anything from EOFError to UnpicklingError
         raise DataError(
             f"CIFAR-10 file {str(path)!r} is corrupt or truncated ({type(e).__name__}): "
