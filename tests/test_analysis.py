@@ -297,3 +297,33 @@ def test_the_help_says_each_analysis_whole_and_init_is_taken_where_the_readme_sa
     assert takes_init == ["gradients", "start"]
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert "`gradients` and `start` also take nets at initialisation" in readme
+
+
+class Payload:
+    """A pickle whose loading runs `exec`, here to create `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+@pytest.mark.parametrize(("command", "place"), [("responses", "model"), ("start", "data"), ("lesion", "model.depth"),
+                                                ("sensitivity", "trainer")])
+def test_a_run_dir_whose_config_names_foreign_code_is_refused_unrun(
+    tmp_path: Path, capsys: pytest.CaptureFixture, command: str, place: str
+) -> None:
+    """A run dir from elsewhere whose .hydra/config.yaml names torch.load of a crafted pickle, at a group's place
+    or nested in one: refused in one line, and the pickle never loaded."""
+    marker, payload = tmp_path / "ran", tmp_path / "payload.pt"
+    torch.save(Payload(marker), payload)
+    run = make_run(tmp_path, "resnet20")
+    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    OmegaConf.update(config, place, {"_target_": "torch.load", "f": str(payload), "weights_only": False},
+                     force_add=True)
+    OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    assert main([command, str(run), "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"names 'torch.load' to build at {place}" in line and "refused" in line
+    assert not marker.exists()

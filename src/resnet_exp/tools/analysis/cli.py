@@ -22,7 +22,8 @@ from typing import Any
 from resnet_exp.devices import device_argument
 from resnet_exp.errors import UserError
 from resnet_exp.tools.analysis import gradients, lesion, responses, sensitivity, start
-from resnet_exp.tools.analysis.common import Subject, Workbench, compose_config, read_config, relabel, write_outputs
+from resnet_exp.tools.analysis.common import Subject, Workbench, compose_config, relabel, write_outputs
+from resnet_exp.tools.analysis.runconfig import read_config
 
 PROG = "resnet-exp-analyze"
 

@@ -26,9 +26,9 @@ from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, UserError
 from resnet_exp.models.cifar import Block, CifarResNet, check_zero_channels
 from resnet_exp.run import build, seeded_model
+from resnet_exp.tools.analysis.runconfig import read_config
 from resnet_exp.training.checkpoint import load_checkpoint
 
-CONFIG = Path(".hydra") / "config.yaml"
 CHECKPOINT = Path("checkpoints") / "last.pt"
 T = TypeVar("T")
 
@@ -140,15 +140,6 @@ def compose_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
             f"--init {name!r} with overrides {list(overrides)}: {str(e).splitlines()[0]}; "
             f"model configs: {', '.join(known)}"
         ) from e
-
-
-def read_config(run_dir: Path) -> DictConfig:
-    path = run_dir / CONFIG
-    if not path.is_file():
-        raise UserError(f"{str(run_dir)!r} is not a resnet-exp run dir: it has no {str(CONFIG)!r}")
-    cfg = OmegaConf.load(path)
-    assert isinstance(cfg, DictConfig)
-    return cfg
 
 
 def relabel(subjects: list[Subject]) -> list[Subject]:
