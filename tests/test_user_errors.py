@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST, run_cli
+from conftest import FAST, compose_config, run_cli
+
+from resnet_exp.errors import ConfigError
+from resnet_exp.run import assemble
 
 
 def last_line(proc: subprocess.CompletedProcess) -> str:
@@ -67,3 +70,26 @@ def test_ctrl_c_during_an_analysis_is_one_line_and_writes_nothing(tmp_path: Path
     assert cli.main(["gradients", "--init", "resnet20", "--device", "cpu", "--out", str(tmp_path / "out")]) == 130
     assert capsys.readouterr().err == "resnet-exp-analyze: interrupted; nothing was written\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("override", "accepted"), [
+    ("data.augment=maybe", "true or false"),
+    ("model.residual=maybe", "true or false"),
+    ("trainer.progress=maybe", "true or false or null"),
+    ("optim.lr=abc", "a finite number"),
+    ("optim.lr=nan", "a finite number"),
+    ("data.noise=inf", "a finite number"),
+    ("trainer.max_iters=1.5", "a whole number"),
+    ("data.normalize=5", "text"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_by_the_type_its_setting_declares(override: str, accepted: str) -> None:
+    """Every setting of every group is checked against the type its parameter declares before anything is built."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^{key}=.* is the wrong kind of value; accepted: {accepted}$"):
+        assemble(compose_config(*FAST, override), None)
+
+
+def test_a_value_of_the_wrong_kind_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    proc = run_cli(*FAST, "optim.lr=abc", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert last_line(proc) == "resnet-exp: error: optim.lr='abc' is the wrong kind of value; accepted: a finite number"

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import random
+import types
+import typing
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,8 +50,10 @@ UNRECORDED = frozenset({
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
-    """`instantiate`, after `check_keys`, unwrapping Hydra's wrapper so our own errors reach the user unchanged."""
+    """`instantiate`, after `check_keys` and `check_values`, unwrapping Hydra's wrapper so our own errors reach the
+    user unchanged."""
     check_keys(node, *kwargs)
+    check_values(node)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -66,6 +72,50 @@ def check_keys(node: DictConfig, *given: str) -> None:
     if unknown:
         names = ", ".join(f"{group}.{name}" for name in accepted if name not in given)
         raise ConfigError(f"{group}.{unknown[0]} is not a setting of {group} ({node._target_}); accepted: {names}")
+
+
+def check_values(node: DictConfig) -> None:
+    """Refuse a value of the wrong type for what `node` builds, by the type its parameter declares: a boolean
+    that is not true or false (`data.augment=maybe`), a number that is text or not finite (`optim.lr=abc`,
+    `data.noise=nan`), an integer that is not whole. Every setting of every group is so checked before it is used,
+    without a line per setting; ranges stay with the code that knows them."""
+    declared = declared_types(get_object(node._target_))
+    group = node._key()
+    for key, value in node.items():
+        if (hint := declared.get(str(key))) is not None and (problem := type_problem(value, hint)):
+            raise ConfigError(f"{group}.{key}={value!r} {problem}")
+
+
+def declared_types(target: Any) -> dict[str, Any]:
+    """The declared type of each keyword argument `target` takes, following `**kwargs` handed to a base class."""
+    functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
+    hints: dict[str, Any] = {}
+    for function in functions:
+        hints = {**typing.get_type_hints(function), **hints}
+    return hints
+
+
+# A declared scalar type: how to tell a value of it, and how to say what is accepted.
+SCALARS: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v), "a finite number"),
+    str: (lambda v: isinstance(v, str), "text"),
+}
+
+
+def type_problem(value: Any, hint: Any) -> str | None:
+    """Why `value` is not of the declared scalar type `hint` (`bool`, `int | None`, ...), None where it is or where
+    the type is not a scalar one (lists, modules), which the code checks itself."""
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    scalars = [m for m in members if m is not type(None)]
+    if any(m not in SCALARS for m in scalars) or (value is None and len(scalars) < len(members)):
+        return None
+    if any(SCALARS[m][0](value) for m in scalars):
+        return None
+    accepted = " or ".join(SCALARS[m][1] for m in scalars) + (" or null" if len(scalars) < len(members) else "")
+    return f"is the wrong kind of value; accepted: {accepted}"
 
 
 def accepted_keys(target: Any) -> list[str] | None:
@@ -123,7 +173,9 @@ def net_name(model: DictConfig, choice: str) -> str:
 
 def build_schedule(cfg: DictConfig) -> StepSchedule:
     """The run's lr for every iteration: `cfg.schedule` with the lr of `cfg.optim` and the run's length, which
-    fractional milestones are fractions of."""
+    fractional milestones are fractions of (both checked first, as their own groups check them)."""
+    check_values(cfg.optim)
+    check_values(cfg.trainer)
     return build(cfg.schedule, lr=cfg.optim.lr, max_iters=cfg.trainer.max_iters)
 
 
