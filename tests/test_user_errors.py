@@ -93,3 +93,23 @@ def test_a_value_of_the_wrong_kind_is_one_line_on_the_command_line(tmp_path: Pat
     proc = run_cli(*FAST, "optim.lr=abc", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2
     assert last_line(proc) == "resnet-exp: error: optim.lr='abc' is the wrong kind of value; accepted: a finite number"
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_an_empty_output_dir_is_one_line_and_nothing_is_written(tmp_path: Path, mode: str) -> None:
+    key = f"hydra.{mode}.dir"
+    proc = run_cli(*(["-m"] if mode == "sweep" else []), *FAST, f"{key}=", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert last_line(proc) == (f"resnet-exp: error: {key}='' is empty; accepted: a folder that exists or can be "
+                               "created, e.g. outputs/run1")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_an_unknown_key_at_the_top_is_one_line(tmp_path: Path, mode: str) -> None:
+    """`+sed=1` for `seed=1` would otherwise be recorded beside a run of seed 0."""
+    proc = run_cli(*(["-m"] if mode == "sweep" else []), *FAST, "+sed=1", f"hydra.{mode}.dir={tmp_path / 'out'}",
+                   cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "sed=1 is not a setting of resnet-exp; accepted at the top: seed, predict, and the groups" in last_line(proc)
+    assert not list(tmp_path.glob("out/**/summary.json"))

@@ -63,6 +63,19 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
+TOP_LEVEL = ("seed", "predict")  # the config's own keys beside its groups (configs/config.yaml)
+GROUPS = ("model", "data", "optim", "schedule", "trainer")  # the config groups whose nodes are built
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """Refuse a key the config does not have at its top (`+sed=1` for `seed=1`), which would otherwise be recorded
+    and change nothing."""
+    unknown = [str(key) for key in cfg if key not in (*GROUPS, *TOP_LEVEL) and key != "hydra"]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}={cfg[unknown[0]]!r} is not a setting of resnet-exp; accepted at the top: "
+                          f"{', '.join(TOP_LEVEL)}, and the groups {', '.join(GROUPS)} (e.g. trainer.max_iters=2000)")
+
+
 def check_keys(node: DictConfig, *given: str) -> None:
     """Refuse a key that what `node` builds does not take (a misspelt `+trainer.max_iter=5`), naming the keys it
     does take; `given` are the arguments passed in code (the optimizer's parameters)."""
@@ -191,6 +204,7 @@ def seeded_model(cfg: DictConfig) -> nn.Module:
 def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: DataModule | None = None) -> Trainer:
     """The run's trainer with its seeded net, optimizer, schedule and batches (from `data` where given, else from
     `cfg.data`), checkpointing into `run_dir` (None: never)."""
+    check_top_level(cfg)
     settings = build(cfg.trainer)
     schedule = build_schedule(cfg)
     data = data or build(cfg.data)

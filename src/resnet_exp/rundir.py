@@ -78,7 +78,11 @@ class OutputDirCheck(Callback):
     @staticmethod
     def check(config: DictConfig, key: str) -> None:
         try:
-            check_output_dir(Path(str(config.hydra.get(key.split(".")[1]).dir)), key)
+            given = str(config.hydra.get(key.split(".")[1]).dir)
+            if not given.strip():  # Path("") is the current folder, which would take the run's files loose
+                raise ConfigError(f"{key}={given!r} is empty; accepted: a folder that exists or can be created, "
+                                  "e.g. outputs/run1")
+            check_output_dir(Path(given), key)
         except ConfigError as e:
             print(f"resnet-exp: error: {e}", file=sys.stderr)
             sys.exit(2)

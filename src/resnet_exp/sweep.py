@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
 from resnet_exp.launch import Launch, describe, describe_for_tensorboard, launched_jobs, plural, sweep_summary
-from resnet_exp.run import build, build_schedule, check_fits, seeded_model, step_cost
+from resnet_exp.run import build, build_schedule, check_fits, check_top_level, seeded_model, step_cost
 from resnet_exp.runlog import format_duration
 
 log = logging.getLogger("resnet_exp")
@@ -214,6 +214,7 @@ def check_job(cfg: DictConfig, job_index: int, here: bool) -> str | None:
     `job_index`'s: `trainer.device=auto` spreads a sweep over the GPUs), whether its net fits that device's memory
     and whether its data is there (`predict=true` reads none). None where nothing is found."""
     try:
+        check_top_level(cfg)
         settings = build(cfg.trainer)
         build_schedule(cfg)
         data = build(cfg.data)

@@ -19,9 +19,9 @@ from omegaconf.errors import OmegaConfBaseException
 from yaml import YAMLError
 
 from resnet_exp.errors import UserError
+from resnet_exp.run import GROUPS
 
 CONFIG = Path(".hydra") / "config.yaml"
-GROUPS = ("model", "data", "optim", "schedule", "trainer")  # the config groups whose nodes are built
 
 
 @functools.cache
