@@ -1,6 +1,7 @@
 """User errors the CLI meets before training starts end in one line naming the bad value and what is accepted,
 with exit code 2 and no traceback; Ctrl-C there ends in one line too."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,20 @@ def test_an_unknown_key_at_the_top_is_one_line(tmp_path: Path, mode: str) -> Non
     assert proc.returncode == 2
     assert "sed=1 is not a setting of resnet-exp; accepted at the top: seed, predict, and the groups" in last_line(proc)
     assert not list(tmp_path.glob("out/**/summary.json"))
+
+
+@pytest.mark.parametrize(("override", "line"), [
+    ("model.num_classes=0", "model.num_classes=0, but data synthetic has 10 classes; accepted: 10"),
+    ("model.num_classes=1", "model.num_classes=1, but data synthetic has 10 classes; accepted: 10"),
+    ("seed=1180591620717411303424", "seed=1180591620717411303424 is not a seed; accepted: an integer from 0 to"),
+    ("schedule.warmup_until_error=-5", "schedule.warmup_until_error=-5 is a training error in percent"),
+    ("trainer.compile_mode=foo", "trainer.compile_mode='foo' is not a mode of torch.compile; accepted: default,"),
+])
+def test_a_value_out_of_range_is_one_line_before_anything_is_written(tmp_path: Path, override: str,
+                                                                     line: str) -> None:
+    cfg = compose_config(*FAST, override)
+    with pytest.raises(ConfigError, match=re.escape(line)):
+        assemble(cfg, None)
+    proc = run_cli(*FAST, override, "trainer.max_iters=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2 and last_line(proc).startswith(f"resnet-exp: error: {line}")
+    assert not (tmp_path / "run" / "checkpoints").exists()

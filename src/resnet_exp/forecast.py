@@ -43,6 +43,7 @@ class StandIn(DataModule):
 
     def __init__(self, like: DataModule, batch_size: int) -> None:
         super().__init__(normalize=like.normalize, augment=like.augment, loader=like.loader)
+        self.name = like.name
         self.images: ImageData = make_synthetic(max(2 * batch_size, 10), EVAL_IMAGES)
 
     def read(self) -> ImageData:

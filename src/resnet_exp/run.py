@@ -194,8 +194,8 @@ def build_schedule(cfg: DictConfig) -> StepSchedule:
 
 def seeded_model(cfg: DictConfig) -> nn.Module:
     """The net of `cfg` with the weights its run starts from: seeded by `cfg.seed`, then built."""
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed!r} is not a seed; accepted: a non-negative integer, e.g. seed=0")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**63:
+        raise ConfigError(f"seed={cfg.seed!r} is not a seed; accepted: an integer from 0 to 2**63 - 1, e.g. seed=0")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     return build(cfg.model)
@@ -208,6 +208,7 @@ def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: Da
     settings = build(cfg.trainer)
     schedule = build_schedule(cfg)
     data = data or build(cfg.data)
+    data.check_classes(cfg.model.num_classes)
     device = settings.torch_device(job_index)
     settings.configure_torch()
     model = seeded_model(cfg)
@@ -241,6 +242,7 @@ def step_cost(cfg: DictConfig, job_index: int = 0) -> Cost:
     images (no data is read); it reseeds the global RNG, as `assemble` does."""
     data = build(cfg.data)
     data.check_batch_size(cfg.trainer.batch_size)
+    data.check_classes(cfg.model.num_classes)
     check_fits(cfg, build(cfg.trainer).torch_device(job_index))
     trainer = assemble(cfg, None, job_index, data=StandIn(data, cfg.trainer.batch_size))
     return measure(trainer, data.eval_size())

@@ -219,6 +219,7 @@ def check_job(cfg: DictConfig, job_index: int, here: bool) -> str | None:
         build_schedule(cfg)
         data = build(cfg.data)
         data.check_batch_size(cfg.trainer.batch_size)
+        data.check_classes(cfg.model.num_classes)
         with torch.device("meta"):  # the net's settings and the seed, without allocating its weights
             seeded_model(cfg)
         if here:

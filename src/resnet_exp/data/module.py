@@ -34,6 +34,7 @@ class DataModule:
     name: str  # how summary.json and the report name the data: the config's name (cifar10, synthetic)
     test_size = 10_000  # the test set's images, known before reading it (CIFAR-10's; a subclass may set another)
     train_images = 50_000  # the training set's images before a held-out split, known the same way
+    num_classes = 10  # the classes its labels take (CIFAR-10's; the synthetic set has as many)
 
     def __init__(
         self,
@@ -63,6 +64,13 @@ class DataModule:
     def train_size(self) -> int:
         """The images training draws from, known without reading them: the training set less the held-out split."""
         return self.train_images - self.val_split
+
+    def check_classes(self, num_classes: int) -> None:
+        """Refuse a net whose classifier has another number of outputs than the data has classes: too few fail on
+        the first label beyond them, more train outputs no image ever asks for."""
+        if num_classes != self.num_classes:
+            raise ConfigError(f"model.num_classes={num_classes!r}, but data {self.name} has {self.num_classes} "
+                              f"classes; accepted: {self.num_classes}")
 
     def check_batch_size(self, batch_size: int) -> None:
         """Refuse, before anything is allocated, a batch that the training set cannot fill."""

@@ -77,6 +77,9 @@ class StepSchedule:
             raise ConfigError(f"schedule.gamma={gamma} must be in (0, 1], e.g. 0.1")
         if warmup_lr is not None and warmup_lr <= 0:
             raise ConfigError(f"schedule.warmup_lr={warmup_lr} must be positive (0.01 in the paper) or null")
+        if not 0 < warmup_until_error <= 100:
+            raise ConfigError(f"schedule.warmup_until_error={warmup_until_error} is a training error in percent that "
+                              "the warm-up ends below; accepted: above 0 and at most 100 (80 in the paper)")
         if isinstance(ramp_iters, bool) or not isinstance(ramp_iters, int) or ramp_iters < 0:
             raise ConfigError(
                 f"schedule.ramp_iters={ramp_iters!r} must be a non-negative integer (0: no ramp; e.g. 200)"

@@ -35,6 +35,7 @@ from resnet_exp.training.signals import Interrupted, StopRequests
 # Recorded settings a resumed run may change: the length (to extend a run), and what the hardware resolves (the
 # precision and memory format `auto` picks on the machine it resumes on).
 MAY_DIFFER_ON_RESUME = frozenset({"trainer.max_iters", "trainer.precision", "trainer.channels_last"})
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 NET = ("model", "block")  # a record's keys naming the net; with the model.* settings, never changed on resume
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class TrainerSettings:
         for name in ("resume", "allow_changes", "channels_last", "deterministic", "compile", "log_grad_norms"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"trainer.{name}={getattr(self, name)!r} is not a boolean; accepted: true, false")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"trainer.compile_mode={self.compile_mode!r} is not a mode of torch.compile; accepted: "
+                              f"{', '.join(map(str, COMPILE_MODES[1:]))}, or null")
         check_device_name(self.device, "trainer.device")
         check_precision(self.precision)
 
