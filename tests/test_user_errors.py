@@ -122,6 +122,9 @@ def test_an_unknown_key_at_the_top_is_one_line(tmp_path: Path, mode: str) -> Non
     ("seed=1180591620717411303424", "seed=1180591620717411303424 is not a seed; accepted: an integer from 0 to"),
     ("schedule.warmup_until_error=-5", "schedule.warmup_until_error=-5 is a training error in percent"),
     ("trainer.compile_mode=foo", "trainer.compile_mode='foo' is not a mode of torch.compile; accepted: default,"),
+    ("data.train_size=0", "data.train_size=0 and data.test_size=128: need at least 10 training images"),
+    ("data.train_size=100000000", "data.train_size=100000000 and data.test_size=128 need about 572.2 GiB, more than"),
+    ("data.val_split=512", "data.val_split=512 must be 0 (use the test set) or between 1 and 511"),
 ])
 def test_a_value_out_of_range_is_one_line_before_anything_is_written(tmp_path: Path, override: str,
                                                                      line: str) -> None:

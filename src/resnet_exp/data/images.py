@@ -31,13 +31,18 @@ class ImageData:
         return x.mean(1).view(3, 1, 1), x.std(1).view(3, 1, 1)
 
 
+def check_val_split(val_split: int, n: int) -> None:
+    """Refuse a held-out split that leaves no training image of `n`, or takes a negative number of them."""
+    if val_split != 0 and not 0 < val_split < n:
+        raise ConfigError(f"data.val_split={val_split} must be 0 (use the test set) or between 1 and {n - 1}")
+
+
 def split_off_validation(data: ImageData, val_split: int, seed: int) -> ImageData:
     """Hold out `val_split` random training images as the evaluation set (the paper's 45k/5k)."""
     if val_split == 0:
         return data
     n = len(data.train_labels)
-    if not 0 < val_split < n:
-        raise ConfigError(f"data.val_split={val_split} must be 0 (use the test set) or between 1 and {n - 1}")
+    check_val_split(val_split, n)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val, train = order[:val_split].sort().values, order[val_split:].sort().values
     return replace(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from resnet_exp.data.batches import EvalBatches, Normalizer, TrainStream
-from resnet_exp.data.images import ImageData, split_off_validation
+from resnet_exp.data.images import ImageData, check_val_split, split_off_validation
 from resnet_exp.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,7 +73,9 @@ class DataModule:
                               f"classes; accepted: {self.num_classes}")
 
     def check_batch_size(self, batch_size: int) -> None:
-        """Refuse, before anything is allocated, a batch that the training set cannot fill."""
+        """Refuse, before anything is allocated, a held-out split that leaves no training image, then a batch that
+        the training set cannot fill: each naming the value that is wrong."""
+        check_val_split(self.val_split, self.train_images)
         if batch_size > self.train_size():  # no batch could be drawn without repeating images
             raise ConfigError(f"trainer.batch_size={batch_size} is larger than the {self.train_size()} training "
                               "images; choose a batch size of at most the training set's size")

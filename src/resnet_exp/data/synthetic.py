@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from resnet_exp.data.images import ImageData
 from resnet_exp.data.module import DataModule
 from resnet_exp.errors import ConfigError
+from resnet_exp.models.footprint import memory_limit
 
 
 def _images(prototypes: torch.Tensor, labels: torch.Tensor, noise: float, g: torch.Generator) -> torch.Tensor:
@@ -24,19 +25,32 @@ def _images(prototypes: torch.Tensor, labels: torch.Tensor, noise: float, g: tor
     return x.clamp_(0, 255).round_().to(torch.uint8)
 
 
+NUM_CLASSES = 10
+IMAGE_BYTES = 3 * 32 * 32  # a uint8 image
+
+
+def check_sizes(train_size: int, test_size: int) -> None:
+    """Refuse, before anything is generated, a set without one training image per class or a test image, or one
+    that the machine's memory cannot hold (twice its images: generated, then moved to the training device)."""
+    if train_size < NUM_CLASSES or test_size < 1:
+        raise ConfigError(f"data.train_size={train_size} and data.test_size={test_size}: need at least "
+                          f"{NUM_CLASSES} training images (one per class) and one test image")
+    need, have = 2 * (train_size + test_size) * IMAGE_BYTES, memory_limit(torch.device("cpu"))
+    if need > have:
+        raise ConfigError(f"data.train_size={train_size} and data.test_size={test_size} need about "
+                          f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB this machine has available; "
+                          "accepted: fewer images (CIFAR-10 has 50000 and 10000)")
+
+
 def make_synthetic(
     train_size: int = 5000,
     test_size: int = 1000,
-    num_classes: int = 10,
     noise: float = 40.0,
     seed: int = 0,
 ) -> ImageData:
     """Generate the set deterministically from `seed` (the same set for every run with that seed)."""
-    if train_size < num_classes or test_size < 1:
-        raise ConfigError(
-            f"data.train_size={train_size} and data.test_size={test_size}: need at least "
-            f"{num_classes} training images (one per class) and one test image"
-        )
+    check_sizes(train_size, test_size)
+    num_classes = NUM_CLASSES
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, 3, 4, 4, generator=g)
     prototypes = F.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False) * 175 + 40
@@ -67,6 +81,7 @@ class Synthetic(DataModule):
         **feeding: Any,
     ) -> None:
         super().__init__(**feeding)
+        check_sizes(train_size, test_size)
         self.train_images = train_size
         self.test_size = test_size
         self.noise = noise
