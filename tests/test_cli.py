@@ -63,7 +63,7 @@ def test_multirun_sweeps_two_models_into_the_sweep_dir(tmp_path: Path) -> None:
         (["trainer.device=tpu"], "trainer.device='tpu' is not known; accepted: auto, cpu, cuda"),
         (["trainer.device=cuda:x"], "trainer.device='cuda:x' is not known; accepted: auto, cpu, cuda, cuda:N"),
         (["schedule.ramp_iters=-5"], "schedule.ramp_iters=-5 must be a non-negative integer"),
-        (["seed=abc"], "seed='abc' is not a seed; accepted: a non-negative integer"),
+        (["seed=abc"], "seed='abc' is not a seed; accepted: an integer from 0 to 2**63 - 1"),
         (["schedule.milestones=abc"], "schedule.milestones='abc' is not a list; accepted: fractions of the run"),
     ],
 )
