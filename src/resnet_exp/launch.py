@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_exp.board import write_sweep_hparams
-from resnet_exp.runlog import SUMMARY, format_duration, read_summary, write_json_atomic
+from resnet_exp.runlog import SUMMARY, format_duration, read_json, read_summary, write_json_atomic
 
 log = logging.getLogger("resnet_exp")
 FAILURE = "failure.json"  # in a failed job's dir: its index, how it ended and its error
@@ -35,16 +35,6 @@ def record_failure(run_dir: Path, job_index: int, error: str, status: str = "fai
     """failure.json: why the job failed, and how (`failed`, or `diverged`), for the sweep's end to count."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / FAILURE).write_text(json.dumps({"job": job_index, "status": status, "error": error}) + "\n")
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A small JSON record (launch.json, job.json, failure.json); None where it is missing or unreadable, so that
-    a sweep's end never stops at a file a killed job left half-written."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def describe(overrides: list[str]) -> str:

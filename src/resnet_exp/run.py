@@ -101,9 +101,8 @@ def check_values(node: DictConfig) -> None:
 
 def declared_types(target: Any) -> dict[str, Any]:
     """The declared type of each keyword argument `target` takes, following `**kwargs` handed to a base class."""
-    functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
     hints: dict[str, Any] = {}
-    for function in functions:
+    for function in init_functions(target):
         hints = {**typing.get_type_hints(function), **hints}
     return hints
 
@@ -131,11 +130,16 @@ def type_problem(value: Any, hint: Any) -> str | None:
     return f"is the wrong kind of value; accepted: {accepted}"
 
 
+def init_functions(target: Any) -> list[Any]:
+    """What builds `target`: a function itself, or a class's `__init__`s from its own up its bases, where `**kwargs`
+    hands arguments on."""
+    return [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
+
+
 def accepted_keys(target: Any) -> list[str] | None:
     """The keyword arguments `target` takes, following `**kwargs` handed on to a base class; None for any."""
-    functions = [c.__init__ for c in target.__mro__ if "__init__" in vars(c)] if isinstance(target, type) else [target]
     names: list[str] = []
-    for function in functions:
+    for function in init_functions(target):
         parameters = inspect.signature(function).parameters.values()
         names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                   and p.name != "self" and p.name not in names]

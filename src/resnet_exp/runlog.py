@@ -44,13 +44,19 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    """A run dir's summary.json; None where there is none or it cannot be read as one."""
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON record (summary.json, a sweep's launch.json, job.json, failure.json); None where it is missing or
+    cannot be read as one, so that a reader never stops at a file a killed process left half-written."""
     try:
-        summary = json.loads((Path(run_dir) / SUMMARY).read_text())
+        record = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    return summary if isinstance(summary, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A run dir's summary.json; None where there is none or it cannot be read as one."""
+    return read_json(Path(run_dir) / SUMMARY)
 
 
 def parse_metrics(run_dir: Path) -> tuple[list[dict], list[str]]:

@@ -19,11 +19,11 @@ from resnet_exp.report.paper import (
     PAPER_WARMUP_LR,
     PAPER_WARMUP_UNTIL_ERROR,
 )
-from resnet_exp.report.runs import Key, Run
+from resnet_exp.report.runs import MILESTONES, Key, Run
 
 DATA_NAMES = {"cifar10": "CIFAR-10", "synthetic": "synthetic data (not CIFAR-10)"}
 SHORTCUT = "model.shortcut"  # a setting of residual nets only: a plain net's value is never used
-MILESTONES, GAMMA = "schedule.milestones", "schedule.gamma"
+GAMMA = "schedule.gamma"
 WARMUP_LR, WARMUP_UNTIL = "schedule.warmup_lr", "schedule.warmup_until_error"
 # How a deviation from PAPER_RECIPE reads, given the setting's value as text.
 PHRASES = {

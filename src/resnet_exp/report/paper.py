@@ -4,6 +4,7 @@ set against."""
 from __future__ import annotations
 
 from resnet_exp.report.runs import Key
+from resnet_exp.training.schedule import PAPER_MILESTONES
 
 PAPER_ITERS = 64000
 PAPER_XLIM = (0.0, 6.4)  # units of 1e4 iterations, as on the paper's axis
@@ -25,7 +26,7 @@ PAPER_RECIPE = {
     "data.normalize": "pixel",
     "model.shortcut": "A",
 }
-PAPER_LR_DROPS = (0.5, 0.75)  # fractions of the run: lr /10 at 32k and 48k of 64k iterations
+PAPER_LR_DROPS = PAPER_MILESTONES  # fractions of the run: lr /10 at 32k and 48k of 64k iterations
 PAPER_GAMMA = 0.1
 # The 110-layer net's warm-up: lr 0.01 until the training error is below 80%, then the recipe's lr.
 PAPER_WARMUP_LR, PAPER_WARMUP_UNTIL_ERROR, PAPER_WARMUP_DEPTH = 0.01, 80.0, 110
