@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the package with its dev extras
 
-try: install  ## one minute on any CPU: a tiny synthetic sweep (experiment=tiny) and its figure, in outputs/try
+try: install  ## seconds on a CPU: a tiny synthetic sweep (experiment=tiny) and its figure, in outputs/try
 	$(BIN)/resnet-exp experiment=tiny hydra.sweep.dir=outputs/try $(ARGS)
 	$(BIN)/resnet-exp-report outputs/try --out outputs/try/degradation.png
 
