@@ -92,6 +92,29 @@ def test_linear_warmup_composes_with_the_papers_constant_warmup() -> None:
     assert s.lr(11) == pytest.approx(0.1)
 
 
+def test_linear_decay_falls_from_the_end_of_the_ramp_to_zero_at_the_end() -> None:
+    s = StepSchedule(lr=0.1, max_iters=10, milestones=[], ramp_iters=2, decay="linear")
+    assert [s.lr(i) for i in range(10)] == pytest.approx(
+        [0.05, 0.1, 0.1, 0.0875, 0.075, 0.0625, 0.05, 0.0375, 0.025, 0.0125])
+    assert StepSchedule(lr=0.2, max_iters=4, milestones=[], decay="linear").lr(0) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), [
+    ({"decay": "cosine"}, r"schedule.decay='cosine' is not a decay; accepted: step, linear"),
+    ({"decay": "linear"}, r"schedule.milestones=\[0.5, 0.75\] with schedule.decay=linear.*schedule.milestones=\[\]"),
+])
+def test_bad_decay_names_value_and_accepted(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        StepSchedule(lr=0.1, max_iters=30, **kwargs)
+
+
+def test_schedule_linear_runs_its_line_and_is_recorded(tmp_path: Path) -> None:
+    summary = train(config("schedule=linear", "trainer.max_iters=4", "trainer.eval_every=2", "trainer.log_every=1"),
+                    tmp_path)
+    assert lr_curve(tmp_path) == [(1, 0.1), (2, 0.075), (3, 0.05), (4, 0.025)]
+    assert summary["settings"]["schedule.decay"] == "linear" and summary["settings"]["schedule.milestones"] == "[]"
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "200", 10, 50])
 def test_bad_ramp_iters_names_value_and_accepted(bad) -> None:
     with pytest.raises(ConfigError, match=r"schedule.ramp_iters=.*(non-negative integer|below the first milestone)"):

@@ -97,6 +97,45 @@ def test_preact_block_has_no_relu_after_addition_and_zero_branch_is_identity() -
     assert torch.equal(post(x), F.relu(x))
 
 
+LAST_OF_BRANCH = {"basic": "bn2", "bottleneck": "bn3", "preact": "conv2", "preact-bottleneck": "conv3"}
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+@pytest.mark.parametrize("shortcut", ["A", "B", "D"])
+def test_zero_init_residual_starts_every_block_as_its_shortcut(block: str, shortcut: str) -> None:
+    """Only the last layer of each branch starts at zero (a BN's gamma, or in pre-activation blocks the last conv),
+    and every block then computes its shortcut alone: the identity where the shape stays, on the non-negative
+    inputs a post-activation block receives."""
+    net = CifarResNet(SMALL_DEPTH[block], shortcut=shortcut, block=block, zero_init_residual=True).eval()
+    standard = CifarResNet(SMALL_DEPTH[block], shortcut=shortcut, block=block)
+    zeroed = {name for name, p in net.named_parameters() if not p.any()}
+    assert zeroed - {name for name, p in standard.named_parameters() if not p.any()} == {
+        f"blocks.{i}.{LAST_OF_BRANCH[block]}.weight" for i in range(len(net.blocks))}
+    x = net.stem(torch.randn(2, 3, 32, 32))
+    branches: list[torch.Tensor] = []
+    for b in net.blocks:
+        out = b(x, lambda branch, skip: branches.append(branch) or branch + skip)
+        assert not branches[-1].any()
+        if not b.reshapes:
+            assert torch.equal(out, x)
+        x = out
+
+
+def test_zero_init_residual_is_refused_on_a_plain_net_and_follows_residual_in_a_sweep() -> None:
+    with pytest.raises(ConfigError, match=r"model.zero_init_residual=true on a plain net.*accepted on a plain net: "
+                                          r"false"):
+        CifarResNet(8, residual=False, zero_init_residual=True)
+    for name, zeroed in (("plain20", False), ("resnet20", True)):
+        cfg = compose_config(f"model={name}", "model.zero_init_residual=${model.residual}")
+        assert (not instantiate(cfg.model).blocks[0].bn2.weight.any()) == zeroed
+
+
+def test_torchvision_zero_init_residual_is_torchvisions_own() -> None:
+    net = torchvision_resnet(18, zero_init_residual=True)
+    assert not net.layer1[0].bn2.weight.any() and net.layer1[0].bn1.weight.all()
+    assert not torchvision_resnet(50, zero_init_residual=True).layer1[0].bn3.weight.any()
+
+
 def test_preact_net_ends_with_bn_relu_and_starts_with_a_bare_conv() -> None:
     for block, channels in (("preact", 64), ("preact-bottleneck", 256)):
         net = CifarResNet(SMALL_DEPTH[block], block=block).eval()

@@ -144,6 +144,13 @@ class Block(nn.Module):
         the addition; in pre-activation blocks the conv outputs, as no BN follows a conv inside the branch."""
         raise NotImplementedError
 
+    def zero_branch(self) -> None:
+        """Make the residual branch output zero (`model.zero_init_residual`), so that the block starts as its
+        shortcut: the scale of the branch's last layer, the last BN's gamma (Goyal et al. 2017, torchvision's
+        `zero_init_residual`), or in a pre-activation block, where no BN ends the branch, the last conv's
+        weights. Either still receives a gradient at the first step, so the branch grows from zero."""
+        nn.init.zeros_(self.responses()[-1].weight)
+
 
 class BasicBlock(Block):
     """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (He et al. 2016a, Fig. 2)."""
@@ -269,6 +276,7 @@ class CifarResNet(nn.Module):
         num_classes: int = 10,
         block: str = "basic",
         zero_channels: str = "both",
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         kind = block_kind(block)
@@ -279,6 +287,10 @@ class CifarResNet(nn.Module):
             raise ConfigError(
                 f"model.zero_channels={zero_channels!r} is not known; accepted: {', '.join(ZERO_CHANNELS)}"
             )
+        if zero_init_residual and not residual:
+            raise ConfigError(
+                "model.zero_init_residual=true on a plain net (model.residual=false): a plain block has no "
+                "shortcut, so zeroing its last layer would cut the signal; accepted on a plain net: false")
         self.depth = depth
         self.residual = residual
         self.shortcut = shortcut
@@ -303,6 +315,9 @@ class CifarResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+        if zero_init_residual:
+            for b in blocks:
+                b.zero_branch()
 
     @property
     def name(self) -> str:

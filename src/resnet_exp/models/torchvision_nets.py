@@ -49,6 +49,7 @@ def torchvision_resnet(
     num_classes: int = 10,
     stem: str = "cifar",
     bn_head: bool = False,
+    zero_init_residual: bool = False,
 ) -> tvm.ResNet:
     """torchvision's ResNet-`depth`, randomly initialised, with a `name` such as ``tv_resnet34-cifar``
     (``tv_resnet34`` with the ImageNet stem, ``tv_resnet34-C`` with the deep stem).
@@ -68,7 +69,7 @@ def torchvision_resnet(
         )
     if stem not in STEMS:
         raise ConfigError(f"model.stem={stem!r} is not a stem; accepted: {', '.join(STEMS)}")
-    net = BUILDERS[depth](weights=None, num_classes=num_classes)
+    net = BUILDERS[depth](weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
     if stem == "cifar":
         net.conv1 = conv3x3(3, net.conv1.out_channels)
         net.maxpool = nn.Identity()

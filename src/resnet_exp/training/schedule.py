@@ -1,7 +1,8 @@
 """The learning rate of every iteration: the paper's step decay as a shape of the run (lr /10 at 50% and 75% of it),
-with the ResNet-110 warm-up, and an optional linear ramp over the first iterations (the quick preset's one deviation
-from the paper). The trainer applies what `StepSchedule.lr` says; metrics, TensorBoard and the divergence message
-read the lr from here too, so there is one source of it."""
+with the ResNet-110 warm-up, an optional linear ramp over the first iterations (the quick preset's one deviation
+from the paper), or a linear decay to zero (`decay: linear`, schedule/linear.yaml) for short runs. The trainer
+applies what `StepSchedule.lr` says; metrics, TensorBoard and the divergence message read the lr from here too, so
+there is one source of it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from resnet_exp.errors import ConfigError
 
 # The paper's shape (section 4.2): /10 at 32k and 48k of 64k iterations.
 PAPER_MILESTONES = (0.5, 0.75)
+DECAYS = ("step", "linear")
 ACCEPTED = ("accepted: fractions of the run in (0, 1) such as [0.5,0.75] (the paper's shape), iterations such as "
             "[32000,48000], or [] for a constant lr")
 
@@ -54,6 +56,10 @@ class StepSchedule:
     The constant warm-up ends on an observed error, not a fixed length, as in section 4.2 for the 110-layer
     net ("0.01 until the training error is below 80% (about 400 iterations), then back to 0.1").
 
+    `decay="linear"` replaces the steps by a straight line from the lr (reached at the end of the ramp) down to 0
+    at the end of the run, as short recipes do (e.g. cifar10-airbench); it has no milestones. Its slope follows
+    `trainer.max_iters`, so a run continued to another length changes the lr only of iterations still to come.
+
     `ramp_iters=N` multiplies the lr of update i (counted from 0) by (i+1)/N for i < N: the "gradual
     warmup" of Goyal et al. 2017 (section 2.2). It is not in He et al. 2016; the quick preset uses it
     because at lr 0.1 its 56-layer nets collapse within their first steps (README). The ramp is a function
@@ -70,7 +76,14 @@ class StepSchedule:
         warmup_lr: float | None = None,
         warmup_until_error: float = 80.0,
         ramp_iters: int = 0,
+        decay: str = "step",
     ) -> None:
+        if decay not in DECAYS:
+            raise ConfigError(f"schedule.decay={decay!r} is not a decay; accepted: {', '.join(DECAYS)}")
+        if decay == "linear" and list(milestones):
+            raise ConfigError(
+                f"schedule.milestones={list(milestones)} with schedule.decay=linear: the lr falls along a line to "
+                "0 at the run's end, with no steps; accepted: schedule.milestones=[] (schedule=linear sets both)")
         self.milestones = resolve_milestones(milestones, max_iters)
         self.given = list(milestones)
         if not 0 < gamma <= 1:
@@ -91,6 +104,8 @@ class StepSchedule:
                 f"before the lr drops or the run ends; accepted: 0 (no ramp) to {end[0] - 1}"
             )
         self.base_lr = lr
+        self.max_iters = max_iters
+        self.decay = decay
         self.gamma = gamma
         self.warmup_lr = warmup_lr
         self.warmup_until_error = warmup_until_error
@@ -99,7 +114,12 @@ class StepSchedule:
 
     def lr(self, iteration: int) -> float:
         """The lr for the update after `iteration` completed ones."""
-        lr = self.warmup_lr if self.warming else self.base_lr * self.gamma ** bisect_right(self.milestones, iteration)
+        if self.warming:
+            lr = self.warmup_lr
+        elif self.decay == "linear":
+            lr = self.base_lr * min(1.0, (self.max_iters - iteration) / (self.max_iters - self.ramp_iters))
+        else:
+            lr = self.base_lr * self.gamma ** bisect_right(self.milestones, iteration)
         if iteration < self.ramp_iters:
             lr *= (iteration + 1) / self.ramp_iters
         return lr
