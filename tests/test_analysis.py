@@ -12,12 +12,13 @@ import pytest
 import torch
 from conftest import compose_config
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from resnet_exp.models import CifarResNet
-from resnet_exp.run import train
+from resnet_exp.run import flat_settings, train
 from resnet_exp.tools.analysis.cli import main
+from resnet_exp.tools.analysis.common import Workbench
 from resnet_exp.tools.analysis.gradients import autocorrelation, loss_grad_norms, measure_shattering
 from resnet_exp.tools.analysis.lesion import NOT_REMOVABLE, lesioned, measure_lesions
 from resnet_exp.tools.analysis.responses import measure_responses
@@ -53,16 +54,22 @@ def net(depth: int = 14, residual: bool = True, block: str = "basic", zero: int 
     return model
 
 
-def make_run(root: Path, model: str, checkpoint: bool = True) -> Path:
-    """A run dir as the runner leaves it: Hydra's composed config and the last checkpoint."""
-    cfg = compose_config(f"model={model}", *TINY)
+def record(cfg: DictConfig) -> dict:
+    """The run record of `cfg` as the runner writes it into summary.json and the checkpoint (`run.hparams`): the
+    seed, and every setting by its command-line name."""
+    return {"seed": cfg.seed, "settings": flat_settings(OmegaConf.to_container(cfg, resolve=True))}
+
+
+def make_run(root: Path, model: str, checkpoint: bool = True, *overrides: str) -> Path:
+    """A run dir as the runner leaves it: summary.json and the last checkpoint, each with the run's record."""
+    cfg = compose_config(f"model={model}", *TINY, *overrides)
     run = root / model
-    (run / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps(record(cfg)))
     if checkpoint:
         model = instantiate(cfg.model)
-        save_checkpoint({"model": model.state_dict(), "zero_channels": model.zero_channels, "iteration": 0},
-                        run / "checkpoints" / "last.pt")
+        save_checkpoint({"model": model.state_dict(), "zero_channels": model.zero_channels, "iteration": 0,
+                         "run": record(cfg)}, run / "checkpoints" / "last.pt")
     return run
 
 
@@ -196,8 +203,6 @@ def test_start_replays_a_runs_first_steps_exactly(tmp_path: Path) -> None:
     cfg = compose_config("model=resnet20", *TINY, "trainer.device=cpu", "trainer.batch_size=16",
                          "trainer.max_iters=3", "trainer.eval_every=3", "trainer.progress=false")
     run = tmp_path / "run"
-    (run / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
     summary = train(cfg, run)
     (logged,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     out = tmp_path / "out"
@@ -309,21 +314,62 @@ class Payload:
         return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
-@pytest.mark.parametrize(("command", "place"), [("responses", "model"), ("start", "data"), ("lesion", "model.depth"),
-                                                ("sensitivity", "trainer")])
-def test_a_run_dir_whose_config_names_foreign_code_is_refused_unrun(
-    tmp_path: Path, capsys: pytest.CaptureFixture, command: str, place: str
+@pytest.mark.parametrize("command", ["responses", "start", "lesion", "sensitivity"])
+def test_a_run_dir_whose_hydra_config_names_foreign_code_is_analysed_from_its_record(
+    tmp_path: Path, command: str
 ) -> None:
-    """A run dir from elsewhere whose .hydra/config.yaml names torch.load of a crafted pickle, at a group's place
-    or nested in one: refused in one line, and the pickle never loaded."""
+    """A run dir from elsewhere whose .hydra/config.yaml names torch.load of a crafted pickle in place of its net
+    and data: the analyses rebuild the run from its record alone, so the pickle is never loaded."""
     marker, payload = tmp_path / "ran", tmp_path / "payload.pt"
     torch.save(Payload(marker), payload)
     run = make_run(tmp_path, "resnet20")
-    config = OmegaConf.load(run / ".hydra" / "config.yaml")
-    OmegaConf.update(config, place, {"_target_": "torch.load", "f": str(payload), "weights_only": False},
-                     force_add=True)
-    OmegaConf.save(config, run / ".hydra" / "config.yaml")
+    foreign = {"_target_": "torch.load", "f": str(payload), "weights_only": False}
+    (run / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create({"model": foreign, "data": foreign, "seed": 0}), run / ".hydra" / "config.yaml")
+    assert main([command, str(run), "--device", "cpu", "--out", str(tmp_path / "out"), "--limit", "8"]) == 0
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("model.depth", {"_target_": "torch.load", "f": "PAYLOAD", "weights_only": False}, "is not a plain value"),
+    ("model.depth", "${oc.create:{_target_: torch.load, f: PAYLOAD, weights_only: false}}", "is not a plain value"),
+    ("model._target_", "torch.load", "which no model config of resnet-exp has"),
+    ("models.depth", 8, "not a setting of resnet-exp"),
+    ("model.f", "PAYLOAD", "which no model config of resnet-exp has"),
+    ("schedule.milestones", '[{"_target_": "torch.load"}]', "is not a list of values"),
+])
+@pytest.mark.parametrize("where", ["summary", "checkpoint"])
+def test_a_record_naming_foreign_code_is_refused_in_one_line_unrun(
+    tmp_path: Path, capsys: pytest.CaptureFixture, setting: str, value: object, message: str, where: str
+) -> None:
+    """A crafted record (in summary.json, read by `start`; in the checkpoint, read by every other analysis) that
+    nests a node naming torch.load of a crafted pickle, hides one in an interpolation, names a `_target_` or a
+    setting of torch.load: refused in one line, and the pickle never loaded."""
+    marker, payload = tmp_path / "ran", tmp_path / "payload.pt"
+    torch.save(Payload(marker), payload)
+    run = make_run(tmp_path, "resnet20")
+    value = json.loads(json.dumps(value).replace("PAYLOAD", str(payload)))
+    if where == "summary":
+        summary = json.loads((run / "summary.json").read_text())
+        summary["settings"][setting] = value
+        (run / "summary.json").write_text(json.dumps(summary))
+    else:
+        state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+        state["run"]["settings"][setting] = value
+        save_checkpoint(state, run / "checkpoints" / "last.pt")
+    command = "start" if where == "summary" else "responses"
     assert main([command, str(run), "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"names 'torch.load' to build at {place}" in line and "refused" in line
+    assert message in line and "refused" in line
     assert not marker.exists()
+
+
+def test_the_analyses_rebuild_the_net_the_checkpoint_records_not_a_later_hydra_folder(tmp_path: Path) -> None:
+    """A stray .hydra/ saying another shortcut (as a refused resume once left it) changes nothing: the net is the
+    one the checkpoint records; a zero-init run is rebuilt with its setting."""
+    run = make_run(tmp_path, "resnet20", True, "model.zero_init_residual=true", "model.shortcut=B")
+    (run / ".hydra").mkdir()
+    OmegaConf.save(compose_config("model=resnet20", *TINY), run / ".hydra" / "config.yaml")
+    subject = Workbench(torch.device("cpu")).trained(run)
+    assert subject.model.name == "resnet8-B" and subject.cfg.model.zero_init_residual is True
+    assert subject.cfg.data._target_ == "resnet_exp.data.Synthetic" and subject.cfg.data.train_size == 64

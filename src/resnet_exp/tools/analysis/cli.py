@@ -52,7 +52,7 @@ def positive_floats(text: str) -> list[float]:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
-                        help="run dirs (with .hydra/config.yaml and checkpoints/last.pt); several are overlaid")
+                        help="run dirs (with summary.json and checkpoints/last.pt); several are overlaid")
     common.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/analysis of the first run dir, "
                         "or ./analysis with --init only)")
     common.add_argument("--data-root", help="override data.root of the runs (the folder holding cifar-10-batches-py)")

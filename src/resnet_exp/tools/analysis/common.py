@@ -26,6 +26,7 @@ from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, UserError
 from resnet_exp.models.cifar import Block, CifarResNet, check_zero_channels
 from resnet_exp.run import build, seeded_model
+from resnet_exp.runlog import SUMMARY
 from resnet_exp.tools.analysis.runconfig import read_config
 from resnet_exp.training.checkpoint import load_checkpoint
 
@@ -90,9 +91,12 @@ class Workbench:
         return data_cfg
 
     def trained(self, run_dir: Path) -> Subject:
-        """The net of a run dir with the weights of its last checkpoint."""
-        cfg = read_config(run_dir)
+        """The net of a run dir with the weights of its last checkpoint, built from the settings the checkpoint
+        records (summary.json's for a checkpoint without them): what trained those weights."""
         path = run_dir / CHECKPOINT
+        if not path.is_file() and not (run_dir / SUMMARY).is_file():
+            raise UserError(f"{str(run_dir)!r} is not a resnet-exp run dir: it has neither {SUMMARY!r} nor "
+                            f"{str(CHECKPOINT)!r}")
         if not path.is_file():
             raise CheckpointError(
                 f"run dir {str(run_dir)!r} has no checkpoint {str(CHECKPOINT)!r}: the run has not reached its first "
@@ -100,6 +104,7 @@ class Workbench:
             )
         state = load_checkpoint(path, remedy="analyse another run, or rerun this one (resnet-exp with its "
                                 "hydra.run.dir and trainer.resume=false) to write a whole checkpoint")
+        cfg = read_config(run_dir, state.get("run"), str(path))
         model = build(cfg.model)
         check_zero_channels(model, state, str(path))  # the trainer's check on resume: one policy for both
         try:
