@@ -95,7 +95,7 @@ def test_the_lock_goes_with_its_process(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("changed", "named", "net"), [
     (["model=plain20", "model.depth=8"], "model 'resnet8' -> 'plain8'; model.residual True -> False", True),
     (["optim.lr=0.05", "trainer.max_iters=8"], "optim.lr 0.1 -> 0.05", False),
-    (["seed=5"], "seed 0 -> 5", False),
+    (["data.val_split=16", "trainer.precision=fp32"], "data.val_split 0 -> 16", False),
 ])
 def test_resume_refuses_another_configuration_naming_each_difference(tmp_path: Path, changed: list[str],
                                                                     named: str, net: bool) -> None:
@@ -106,6 +106,60 @@ def test_resume_refuses_another_configuration_naming_each_difference(tmp_path: P
     assert named in str(refused.value) and "trainer.resume=false" in str(refused.value)
     assert ("trainer.allow_changes=true" in str(refused.value)) is not net  # a net is never continued as another
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # nothing rewritten
+
+
+def test_a_seed_change_on_resume_is_refused_even_when_changes_are_allowed(tmp_path: Path) -> None:
+    """A resumed run continues the random state its checkpoint holds, so a seed given on resume cannot take effect:
+    recording it would say something that did not happen."""
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(CheckpointError, match=r"holds a run of seed 0, not 5: a resumed run continues the random "
+                                              r"state.*run with seed=0 to continue it, or start afresh"):
+        train(config("trainer.max_iters=4", "trainer.eval_every=2", "seed=5", "trainer.allow_changes=true"), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(("first", "then", "change"), [
+    ("trainer.precision=fp32", "trainer.precision=bf16", {"trainer.precision": ["fp32", "bf16"]}),
+    ("trainer.channels_last=true", "trainer.channels_last=false", {"trainer.channels_last": [True, False]}),
+])
+def test_what_the_hardware_resolves_may_change_on_resume_and_is_recorded_with_its_iteration(
+    tmp_path: Path, first: str, then: str, change: dict
+) -> None:
+    """As `auto` may resolve otherwise on the machine a run resumes on, a resume may change the precision or the
+    memory format without trainer.allow_changes; the record then says from which iteration on."""
+    train(config("trainer.max_iters=2", "trainer.eval_every=2", first), tmp_path)
+    ended = train(config("trainer.max_iters=4", "trainer.eval_every=2", then), tmp_path)
+    assert ended["changes"] == [{"iteration": 2, **change}]
+    assert summary(tmp_path)["changes"] == ended["changes"]
+
+
+def test_a_checkpoint_without_its_run_record_is_continued_only_on_purpose_and_so_recorded(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    del state["run"]
+    checkpoint_module.save_checkpoint(state, tmp_path / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match=r"a checkpoint with no record of the settings it was trained with.*"
+                                              r"add trainer.allow_changes=true"):
+        train(config("trainer.max_iters=4", "trainer.eval_every=2", "optim.lr=0.05"), tmp_path)
+    ended = train(config("trainer.max_iters=4", "trainer.eval_every=2", "optim.lr=0.05", "trainer.allow_changes=true"),
+                  tmp_path)
+    assert ended["changes"] == [
+        {"iteration": 2, "unchecked": ["the checkpoint recorded no settings", "continued with these"]}]
+
+
+def test_a_run_is_never_shortened_and_a_lost_summary_is_written_again_from_the_run(tmp_path: Path) -> None:
+    """With summary.json gone, asking for fewer iterations than the checkpoint holds is refused (the record would
+    say trainer.max_iters=2 beside 4 iterations); the run's own length writes the summary again, as it ended."""
+    first = train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    (tmp_path / "summary.json").unlink()
+    with pytest.raises(CheckpointError, match=r"trained to iteration 4, past trainer.max_iters=2: a run cannot be "
+                                              r"shortened; continue it with trainer.max_iters=4 or more"):
+        train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    assert not (tmp_path / "summary.json").exists()
+    again = train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    assert (again["status"], again["iterations"], again["settings"]["trainer.max_iters"]) == ("completed", 4, 4)
+    assert again["final_train_error"] == first["final_train_error"] and summary(tmp_path) == again
 
 
 def test_resume_may_extend_the_run(tmp_path: Path) -> None:

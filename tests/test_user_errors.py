@@ -1,6 +1,7 @@
 """User errors the CLI meets before training starts end in one line naming the bad value and what is accepted,
 with exit code 2 and no traceback; Ctrl-C there ends in one line too."""
 
+import hashlib
 import re
 import subprocess
 import sys
@@ -134,3 +135,24 @@ def test_a_value_out_of_range_is_one_line_before_anything_is_written(tmp_path: P
     proc = run_cli(*FAST, override, "trainer.max_iters=2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2 and last_line(proc).startswith(f"resnet-exp: error: {line}")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def files_and_hashes(run_dir: Path) -> dict[str, str]:
+    """Every file under `run_dir` by relative path, with its content's hash; `.lock` left out: it names the process
+    that holds the run dir (rundir.py), so any command that takes the lock writes it, and it records nothing."""
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def test_a_refused_resume_leaves_every_file_of_the_run_dir_as_it_was(tmp_path: Path) -> None:
+    """Hydra's `.hydra/` included: it is written once a run is accepted, so a later refused command cannot leave a
+    config that says another net or data split than the run's record."""
+    run_dir = tmp_path / "run"
+    args = (*FAST, "trainer.max_iters=2", "trainer.eval_every=2", f"hydra.run.dir={run_dir}")
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    before = files_and_hashes(run_dir)
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml", "summary.json"} <= before.keys()
+    for refused in ("model.shortcut=B", "data.val_split=16", "seed=1", "trainer.max_iters=1"):
+        proc = run_cli(*args, refused, cwd=tmp_path)
+        assert proc.returncode == 2 and "holds a run" in last_line(proc), refused
+        assert files_and_hashes(run_dir) == before, refused

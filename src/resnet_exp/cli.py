@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import run_seconds
@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> float | None:
             seconds = run_seconds(step_cost(cfg, job_index), build(cfg.trainer))
             log.info("predicted wall time on this machine: %s", format_duration(seconds))
             return None
-        return train(cfg, run_dir, job_index)["final_test_error"]
+        return train(cfg, run_dir, job_index, hydra_files(cfg))["final_test_error"]
     except Interrupted as e:
         print(f"resnet-exp: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
@@ -58,6 +58,14 @@ def main(cfg: DictConfig) -> float | None:
             return None
         print(f"resnet-exp: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def hydra_files(cfg: DictConfig) -> dict[str, DictConfig | ListConfig]:
+    """What Hydra writes into a run dir's `.hydra/` as a job starts (the config, Hydra's own, the overrides), for the
+    run to write once it is accepted (configs/config.yaml sets hydra.output_subdir to null)."""
+    hydra_cfg = HydraConfig.get()
+    return {".hydra/config.yaml": cfg, ".hydra/hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
+            ".hydra/overrides.yaml": hydra_cfg.overrides.task}
 
 
 def unwritable(e: OSError) -> str:

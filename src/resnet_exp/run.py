@@ -13,7 +13,7 @@ import math
 import random
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from resnet_exp.atomic import replaced
 from resnet_exp.board import shown_hparams
 from resnet_exp.data.module import DataModule
 from resnet_exp.errors import ConfigError, UserError
@@ -252,16 +253,28 @@ def step_cost(cfg: DictConfig, job_index: int = 0) -> Cost:
     return measure(trainer, data.eval_size())
 
 
-def train(cfg: DictConfig, run_dir: Path, job_index: int = 0) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, job_index: int = 0, job_files: Mapping[str, Any] | None = None
+          ) -> dict[str, Any]:
     """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs.
+    `job_files`: configs to save into the run dir (by relative path) once the run is accepted, which the CLI uses
+    for `.hydra/`: a refused command (a resume with other settings) writes nothing into the run dir.
 
     Before the first step it times a few steps of a copy (about 1% of a quick-preset run) to say how long the
     run will take. The run holds the run dir's lock throughout (rundir.py)."""
     with lock_run_dir(run_dir):
-        return locked_train(cfg, run_dir, job_index)
+        return locked_train(cfg, run_dir, job_index, job_files or {})
 
 
-def locked_train(cfg: DictConfig, run_dir: Path, job_index: int) -> dict[str, Any]:
+def save_configs(run_dir: Path, configs: Mapping[str, Any]) -> None:
+    """Each config of `configs` saved as YAML at its path under `run_dir`, each file replaced whole."""
+    for name, node in configs.items():
+        path = run_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced(path) as tmp:
+            OmegaConf.save(node, tmp)
+
+
+def locked_train(cfg: DictConfig, run_dir: Path, job_index: int, job_files: Mapping[str, Any]) -> dict[str, Any]:
     """`train` once the run dir is this process's alone."""
     cost = step_cost(cfg, job_index)
     data = build(cfg.data)
@@ -277,6 +290,7 @@ def locked_train(cfg: DictConfig, run_dir: Path, job_index: int) -> dict[str, An
             log.info("run dir %s holds this run, completed at iteration %d: nothing to do", run_dir,
                      trainer.iteration)
             return done
+    save_configs(run_dir, job_files)
     if warning := emulation_warning(settings.precision, device):
         log.warning("%s", warning)
     predicted = run_seconds(cost, settings, trainer.iteration)

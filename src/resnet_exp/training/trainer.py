@@ -32,9 +32,10 @@ from resnet_exp.training.meter import Meter
 from resnet_exp.training.schedule import StepSchedule
 from resnet_exp.training.signals import Interrupted, StopRequests
 
-# Recorded settings a resumed run may change: the length (to extend a run), and what the hardware resolves (the
-# precision and memory format `auto` picks on the machine it resumes on).
-MAY_DIFFER_ON_RESUME = frozenset({"trainer.max_iters", "trainer.precision", "trainer.channels_last"})
+# What the hardware resolves (the precision and memory format `auto` picks, on the machine a run resumes on): a
+# resumed run may differ in them without being asked to, and each change goes into the record's `changes`.
+RESOLVED_BY_HARDWARE = frozenset({"trainer.precision", "trainer.channels_last"})
+LENGTH = "trainer.max_iters"  # a resumed run may be continued to another length: the record keeps the last
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 NET = ("model", "block")  # a record's keys naming the net; with the model.* settings, never changed on resume
 
@@ -184,6 +185,12 @@ class Trainer:
         state = load_checkpoint(self.checkpoint_path)
         check_zero_channels(self.model, state, str(self.checkpoint_path))  # first: its message says the fix
         self.iteration = int(state["iteration"])
+        if self.iteration > self.settings.max_iters:
+            raise CheckpointError(
+                f"run dir {str(self.checkpoint_path.parent.parent)!r} holds a run trained to iteration "
+                f"{self.iteration}, past trainer.max_iters={self.settings.max_iters}: a run cannot be shortened; "
+                f"continue it with trainer.max_iters={self.iteration} or more, or start afresh with "
+                "trainer.resume=false or another hydra.run.dir")
         self.check_same_run(state.get("run"))
         try:
             self.model.load_state_dict(state["model"])
@@ -206,41 +213,58 @@ class Trainer:
 
     def check_same_run(self, recorded: dict[str, Any] | None) -> None:
         """Refuse to continue a checkpoint of another configuration, naming each differing setting, old and new.
-        Only what cannot change what was trained so far may differ (`MAY_DIFFER_ON_RESUME`), unless the run asks
-        for it (`trainer.allow_changes`): then each change goes into the record's `changes` with the iteration
-        after which it took effect. The net itself never changes: its weights would be read as another net's. A run
-        continued to another length keeps the lr milestones it trained with where this run's milestones, resolved
-        over the recorded length, are the same (`StepSchedule.keep_recorded`)."""
-        if recorded is None or self.record is None:
+        Only the length (`LENGTH`) and what the hardware resolves (`RESOLVED_BY_HARDWARE`) may differ, unless the run
+        asks for it (`trainer.allow_changes`); every difference but the length goes into the record's `changes` with
+        the iteration after which it took effect, so the record says what each iteration ran with. The net never
+        changes (its weights would be read as another net's), nor the seed (a resumed run continues the random state
+        its checkpoint holds, so another seed could not take effect). A run continued to another length keeps the lr
+        milestones it trained with where this run's milestones, resolved over the recorded length, are the same
+        (`StepSchedule.keep_recorded`)."""
+        if self.record is None:
             return
         run_dir = str(self.checkpoint_path.parent.parent)
+        fresh = "start afresh with trainer.resume=false or another hydra.run.dir"
+        if recorded is None:
+            if not self.settings.allow_changes:
+                raise CheckpointError(
+                    f"run dir {run_dir!r} holds a checkpoint with no record of the settings it was trained with, so "
+                    "this run's cannot be checked against them; add trainer.allow_changes=true to continue it with "
+                    f"these settings on purpose (summary.json records that they were unchecked), or {fresh}")
+            log.warning("continuing %s, whose checkpoint records no settings, with these from iteration %d on",
+                        run_dir, self.iteration + 1)
+            self.record["changes"] = [{"iteration": self.iteration,
+                                       "unchecked": ["the checkpoint recorded no settings", "continued with these"]}]
+            return
         if "settings" not in recorded:
             raise CheckpointError(
                 f"run dir {run_dir!r} holds a checkpoint that records its settings in the layout of resnet-exp before "
-                "2026-12-02, which cannot be compared with this run's; start afresh with trainer.resume=false or "
-                "another hydra.run.dir")
+                f"2026-12-02, which cannot be compared with this run's; {fresh}")
         old, new = flat_record(recorded), flat_record(self.record)
-        length, milestones = old.get("trainer.max_iters"), old.get("schedule.milestones")
-        if length != new.get("trainer.max_iters") and self.schedule.keep_recorded(milestones, length):
+        length, milestones = old.get(LENGTH), old.get("schedule.milestones")
+        if length != new.get(LENGTH) and self.schedule.keep_recorded(milestones, length):
             self.record["settings"]["schedule.milestones"] = new["schedule.milestones"] = milestones
             log.info("trainer.max_iters %s -> %s: the lr keeps the milestones the run trained with, %s",
-                     length, new.get("trainer.max_iters"), milestones)
+                     length, new.get(LENGTH), milestones)
         differ = {key: [old.get(key), new.get(key)] for key in sorted(old.keys() | new.keys())
-                  if key not in MAY_DIFFER_ON_RESUME and old.get(key) != new.get(key)}
+                  if key != LENGTH and old.get(key) != new.get(key)}
         changes = list(recorded.get("changes", []))
         self.record["changes"] = changes
         if not differ:
             return
         listed = "; ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in differ.items())
         if any(key in NET or key.startswith("model.") for key in differ):
+            raise CheckpointError(f"run dir {run_dir!r} holds a run of another net ({listed}); run with its own "
+                                  f"settings to continue it, or {fresh}")
+        if "seed" in differ:
             raise CheckpointError(
-                f"run dir {run_dir!r} holds a run of another net ({listed}); run with its own settings to continue "
-                "it, or start afresh with trainer.resume=false or another hydra.run.dir")
-        if not self.settings.allow_changes:
+                f"run dir {run_dir!r} holds a run of seed {differ['seed'][0]!r}, not {differ['seed'][1]!r}: a resumed "
+                "run continues the random state its checkpoint holds, so another seed cannot take effect; run with "
+                f"seed={differ['seed'][0]} to continue it, or {fresh}")
+        if not self.settings.allow_changes and not differ.keys() <= RESOLVED_BY_HARDWARE:
             raise CheckpointError(
                 f"run dir {run_dir!r} holds a run of another configuration ({listed}); run with its own settings to "
                 "continue it, add trainer.allow_changes=true to continue it with these on purpose (summary.json "
-                "records each change), or start afresh with trainer.resume=false or another hydra.run.dir")
+                f"records each change), or {fresh}")
         log.warning("continuing %s with changed settings from iteration %d on: %s", run_dir, self.iteration + 1,
                     listed)
         changes.append({"iteration": self.iteration, **differ})
