@@ -156,3 +156,21 @@ def test_a_refused_resume_leaves_every_file_of_the_run_dir_as_it_was(tmp_path: P
         proc = run_cli(*args, refused, cwd=tmp_path)
         assert proc.returncode == 2 and "holds a run" in last_line(proc), refused
         assert files_and_hashes(run_dir) == before, refused
+
+
+@pytest.mark.parametrize(("override", "line"), [
+    ("model.stem=imagenet", "model.stem=imagenet: model.stem is not a setting of the model config chosen; accepted: "
+                            "model.depth, model.residual,"),
+    ("trainer.max_iter=3", "trainer.max_iter=3: trainer.max_iter is not a setting of the trainer config chosen; "
+                           "accepted: trainer.device, trainer.max_iters,"),
+    ("model=resnet21", "model=resnet21 is not a model config; accepted: plain110, plain20,"),
+])
+def test_a_key_or_config_the_composition_lacks_is_one_line_without_hydras_plus_advice(
+    tmp_path: Path, override: str, line: str
+) -> None:
+    """Hydra would print six lines advising `+model.stem=imagenet`, which only adds a key nothing reads."""
+    proc = run_cli(*FAST, override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and last_line(proc).startswith(
+        f"resnet-exp: error: {line}")
+    assert "+" not in proc.stderr and not (tmp_path / "run").exists()

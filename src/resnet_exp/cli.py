@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from resnet_exp.composition import composing
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import run_seconds
 from resnet_exp.launch import record_failure, start_job
@@ -29,8 +30,13 @@ OmegaConf.register_new_resolver("jobs_at_once", jobs_at_once, replace=True)  # h
 OmegaConf.register_new_resolver("net_name", net_name, replace=True)  # run dirs named after the net built
 
 
+def main() -> None:
+    """`resnet-exp`: Hydra's entry, with errors of composing the config in one line (composition.py)."""
+    composing(run, sys.argv[1:])
+
+
 @hydra.main(version_base="1.3", config_path="pkg://resnet_exp.configs", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     job_index = OmegaConf.select(hydra_cfg, "job.num", default=0) or 0

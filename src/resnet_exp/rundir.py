@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from resnet_exp.composition import released
 from resnet_exp.errors import ConfigError, UserError
 
 LOCK = ".lock"
@@ -67,12 +68,14 @@ class OutputDirCheck(Callback):
     """`hydra.run.dir` or `hydra.sweep.dir` checked before Hydra creates it (one line and exit code 2)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        released()  # the config is composed: Hydra reports what follows as usual (composition.py)
         # The run dir names the net through `${hydra:runtime.choices.model}`, which reads Hydra's config; Hydra sets
         # it only as the job starts, so it is set here as Hydra then sets it (else the check fails with a warning).
         HydraConfig.instance().set_config(config)
         self.check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        released()
         self.check(config, "hydra.sweep.dir")
 
     @staticmethod
