@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -99,3 +100,15 @@ def test_interim_evaluations_use_one_fixed_subset(tmp_path: Path) -> None:
     again = assemble(compose_config(*FAST, "trainer.eval_images=50", "seed=3"), None).interim_eval
     assert torch.equal(subset.labels, again.labels) and torch.equal(subset.images, again.images)
     assert trainer.batches.eval.subset(500) is trainer.batches.eval
+
+
+def test_eval_images_beyond_the_evaluation_set_are_recorded_as_the_images_measured(tmp_path: Path) -> None:
+    """FAST's test set has 128 images: asking for a billion measures those 128, and the record says so."""
+    summary = train(compose_config(*FAST, "trainer.max_iters=2", "trainer.eval_every=1", "trainer.progress=false",
+                                   "trainer.eval_images=1000000000"), tmp_path / "all")
+    assert summary["settings"]["trainer.eval_images"] == 128
+    points = [json.loads(line) for line in (tmp_path / "all" / "metrics.jsonl").read_text().splitlines()]
+    assert [p["test/images"] for p in points] == [128, 128]
+    fewer = train(compose_config(*FAST, "trainer.max_iters=2", "trainer.eval_every=2", "trainer.progress=false",
+                                 "trainer.eval_images=50"), tmp_path / "fewer")
+    assert fewer["settings"]["trainer.eval_images"] == 50

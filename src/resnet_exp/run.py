@@ -153,7 +153,8 @@ def hparams(cfg: DictConfig, trainer: Trainer, data: DataModule) -> dict[str, An
     """What defines the run: the net (as it names itself, its depth, whether residual, its block kind), the data
     (as it names itself), the seed, and `settings`: every other key of the resolved config by its command-line
     name (`optim.lr`), but the few that cannot change what is trained or measured (`UNRECORDED`), with the precision,
-    memory format and lr milestones (iterations, where fractions of the run were given) the trainer resolved. A new
+    memory format, lr milestones (iterations, where fractions of the run were given) and intermediate evaluation
+    images (at most the evaluation set) the trainer resolved. A new
     config key is thus recorded without a line here. `changes`: the settings changed on purpose when resuming
     (`Trainer.check_same_run`). JSON-ready; lists are written as strings, as TensorBoard needs."""
     model = trainer.model
@@ -161,6 +162,8 @@ def hparams(cfg: DictConfig, trainer: Trainer, data: DataModule) -> dict[str, An
     settings["trainer.precision"] = trainer.precision
     settings["trainer.channels_last"] = trainer.memory_format == torch.channels_last
     settings["schedule.milestones"] = str(trainer.schedule.milestones)
+    if trainer.settings.eval_images is not None:  # what the intermediate evaluations measure: at most the whole set
+        settings["trainer.eval_images"] = len(trainer.interim_eval)
     return {"model": model.name, "depth": cfg.model.depth, "residual": cfg.model.residual, "block": model.block,
             "data": data.name, "seed": cfg.seed, "settings": settings, "changes": []}
 
