@@ -9,7 +9,9 @@ Each batch file of the official python release becomes a residual image and its 
 LOCO-I (JPEG-LS) median prediction from its left, upper and upper-left neighbours, green and blue then minus the
 residual of the channel before, compressed with lzma: 17.2 MB a batch instead of 30.9 MB (xz alone: 23.2 MB).
 Unpacking rebuilds the pixels, checks them against the sha256 taken when packing, and writes a batch file that
-`read_cifar10` reads (it checks content, not the files' md5s). Needs numpy only.
+`read_cifar10` reads (it checks content, not the files' md5s). Every pickle is read with the package's restricted
+unpickler (`resnet_exp.data.cifar10.read_pickle`), so a crafted batch or part runs nothing: it needs numpy and
+this package's `src/` on the path (PYTHONPATH=src where the package is not installed), nothing else of it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from resnet_exp.data.cifar10 import read_pickle
 
 SIDE = 32
 
@@ -75,8 +79,7 @@ def pack(source: Path, out: Path, names: list[str]) -> None:
     if (source / META).is_file():  # 158 bytes, carried with every part
         shutil.copyfile(source / META, out / META)
     for name in names:
-        with (source / name).open("rb") as f:
-            batch = pickle.load(f, encoding="latin1")
+        batch = read_pickle(source / name)
         data = np.ascontiguousarray(batch["data"], dtype=np.uint8)
         meta = {key: batch[key] for key in ("batch_label", "labels", "filenames")}
         meta["sha256"] = hashlib.sha256(data.tobytes()).hexdigest()
@@ -93,7 +96,7 @@ def unpack(packed: Path, folder: Path) -> None:
         raise SystemExit(f"pack_cifar.py: no *.xz batches in {packed}")
     for blob in blobs:
         name = blob.name.removesuffix(".xz")
-        meta = pickle.loads((packed / f"{name}.meta").read_bytes())
+        meta = read_pickle(packed / f"{name}.meta")
         res = np.frombuffer(lzma.decompress(blob.read_bytes()), np.uint8).reshape(-1, 3, SIDE, SIDE)
         data = images_from(res)
         if hashlib.sha256(data.tobytes()).hexdigest() != meta.pop("sha256"):

@@ -29,8 +29,13 @@ def load(path: Path) -> dict[str, torch.Tensor]:
     """The state dict inside a published `.th` file ({"state_dict": ...}, or the bare dict)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a missing file, a truncated one, or pickled objects weights_only refuses
-        raise CheckpointError(f"cannot read {str(path)!r} as a weights file ({type(e).__name__}: {e})") from e
+    except FileNotFoundError:
+        raise CheckpointError(f"weights file {str(path)!r} does not exist") from None
+    except Exception as e:  # a truncated file, or pickled objects weights_only refuses
+        # torch's own message advises retrying with weights_only=False, which would run whatever the file names
+        raise CheckpointError(
+            f"cannot read {str(path)!r} as a weights file ({type(e).__name__}): it is damaged, or holds objects "
+            "other than tensors, which are refused unread; use the published .th files") from None
     state = saved.get("state_dict", saved) if isinstance(saved, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{str(path)!r} holds no state dict of tensors (expected {{'state_dict': ...}})")
