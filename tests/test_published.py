@@ -4,6 +4,7 @@ are not here (no network), so these weights are our own nets saved under that pr
 
 from __future__ import annotations
 
+import pickle
 import runpy
 from pathlib import Path
 
@@ -91,3 +92,15 @@ def test_a_crafted_weights_file_is_refused_in_one_line_unrun_without_torchs_unsa
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "refused unread" in line and "weights_only" not in line
     assert not marker.exists()
+
+
+def test_a_data_folder_made_to_run_code_is_refused_in_one_line_unrun(
+    tiny_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    marker = tmp_path / "ran"
+    with (tiny_cifar / "cifar-10-batches-py" / "batches.meta").open("wb") as f:
+        pickle.dump(Payload(marker), f, protocol=4)
+    torch.save({"state_dict": published_names(CifarResNet(8))}, tmp_path / "resnet8.th")
+    assert script["main"]([str(tmp_path / "resnet8.th"), "--data-root", str(tiny_cifar)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "batches.meta" in line and "refused" in line and not marker.exists()
