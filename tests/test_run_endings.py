@@ -1,5 +1,6 @@
 """Whatever ends a run, summary.json says how; and a run dir belongs to one process at a time."""
 
+import errno
 import json
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 from resnet_exp.errors import CheckpointError
 from resnet_exp.run import train
 from resnet_exp.rundir import RunDirInUse, lock_run_dir
+from resnet_exp.runlog import RunLog
 from resnet_exp.training import Diverged, Trainer
 from resnet_exp.training import checkpoint as checkpoint_module
 from resnet_exp.training.checkpoint import load_checkpoint
@@ -203,3 +205,70 @@ def test_a_checkpoint_recording_its_settings_in_the_earlier_layout_is_refused_in
     with pytest.raises(CheckpointError, match="records its settings in the layout of resnet-exp before") as refused:
         train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
     assert "trainer.resume=false" in str(refused.value)
+
+
+def every_file(run_dir: Path) -> dict[str, bytes]:
+    """The run dir's files by relative path, but `.lock` (it names whichever process took the lock last)."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+@pytest.mark.parametrize("damage", ["checkpoint deleted", "checkpoints a file"])
+def test_a_run_whose_checkpoint_is_gone_is_never_overwritten_as_a_side_effect(tmp_path: Path, damage: str) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    (tmp_path / "checkpoints" / "last.pt").unlink()
+    if damage == "checkpoints a file":
+        (tmp_path / "checkpoints").rmdir()
+        (tmp_path / "checkpoints").write_text("")
+    before = every_file(tmp_path)
+    with pytest.raises(CheckpointError, match=r"holds a run \(2 evaluation points up to iteration 4, summary.json: "
+                                              r"completed at iteration 4\), but .* to continue it from: nothing was "
+                                              r"changed; start afresh in it with trainer.resume=false"):
+        train(config("trainer.max_iters=2", "trainer.eval_every=2", "optim.lr=0.05"), tmp_path)
+    assert every_file(tmp_path) == before
+
+
+def test_starting_afresh_on_purpose_replaces_the_curves_of_the_run_before(tmp_path: Path) -> None:
+    train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    (tmp_path / "checkpoints" / "last.pt").unlink()
+    again = train(config("trainer.max_iters=2", "trainer.eval_every=2", "trainer.resume=false"), tmp_path)
+    assert again["iterations"] == 2 and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1  # TensorBoard shows this run alone
+
+
+def test_a_summary_that_cannot_be_written_at_the_end_is_an_error_not_a_success(tmp_path: Path, monkeypatch) -> None:
+    written = RunLog.summary
+
+    def failing_summary(self: RunLog, **summary) -> None:
+        if summary.get("status") != "running":
+            raise OSError(errno.EROFS, "Read-only file system", str(self.run_dir / "summary.json"))
+        written(self, **summary)
+
+    monkeypatch.setattr(RunLog, "summary", failing_summary)
+    with pytest.raises(OSError, match="Read-only file system"):
+        train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+
+
+def test_a_full_disk_in_the_checkpoint_write_is_one_line_and_keeps_the_checkpoint_before(tmp_path: Path) -> None:
+    """torch's writer reports a full disk as a RuntimeError deep in its zip writer; injected as torch raises it."""
+    run_dir = tmp_path / "run"
+    args = (*FAST, "trainer.max_iters=4", "trainer.eval_every=2", f"hydra.run.dir={run_dir}")
+    code = ("import sys, torch\n"
+            "from resnet_exp.training import checkpoint\n"
+            "saves = []\n"
+            "def save(state, f):\n"
+            "    saves.append(1)\n"
+            "    if len(saves) == 2: raise RuntimeError('[enforce fail at inline_container.cc:672] . unexpected pos "
+            "64 vs 0')\n"
+            "    torch.save(state, f)\n"
+            "checkpoint.torch = type('T', (), {'save': staticmethod(save)})\n"
+            "from resnet_exp.cli import main\n"
+            f"sys.argv = ['resnet-exp', *{args!r}]\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [line for line in proc.stderr.strip().splitlines() if line.startswith("resnet-exp: error:")]
+    assert line == proc.stderr.strip().splitlines()[-1] and "the checkpoint could not be written" in line
+    assert "is the disk full?" in line and str(run_dir / "checkpoints" / "last.pt") in line
+    assert summary(run_dir)["status"] == "failed" and load_checkpoint(run_dir / "checkpoints" / "last.pt")[
+        "iteration"] == 2

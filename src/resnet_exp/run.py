@@ -27,7 +27,7 @@ from torch import nn
 from resnet_exp.atomic import replaced
 from resnet_exp.board import shown_hparams
 from resnet_exp.data.module import DataModule
-from resnet_exp.errors import ConfigError, UserError
+from resnet_exp.errors import CheckpointError, ConfigError, UserError
 from resnet_exp.forecast import Cost, StandIn, measure, run_seconds
 from resnet_exp.models import count_parameters
 from resnet_exp.models.footprint import cifar_footprint, memory_limit
@@ -277,8 +277,26 @@ def save_configs(run_dir: Path, configs: Mapping[str, Any]) -> None:
             OmegaConf.save(node, tmp)
 
 
+def check_continuable(run_dir: Path, resume: bool) -> None:
+    """Refuse to start afresh, as a side effect, over a run whose checkpoint is gone (deleted, or a file where its
+    folder goes): its evaluation points and summary would be replaced without a word. Starting afresh there is
+    what trainer.resume=false asks for; a run killed before its first evaluation has no point to lose."""
+    checkpoint = run_dir / CHECKPOINT
+    if not resume or checkpoint.is_file() or not (points := read_metrics(run_dir)):
+        return
+    done = read_summary(run_dir) or {}
+    ended = f", summary.json: {done.get('status')} at iteration {done.get('iterations')}" if done else ""
+    where = f"{str(checkpoint.parent)!r} is a file, not a folder" if checkpoint.parent.is_file() else (
+        f"it has no checkpoint {str(CHECKPOINT)!r}")
+    raise CheckpointError(
+        f"run dir {str(run_dir)!r} holds a run ({len(points)} evaluation points up to iteration "
+        f"{points[-1]['iteration']}{ended}), but {where} to continue it from: nothing was changed; start afresh in it "
+        "with trainer.resume=false (its files are replaced), or give this run another hydra.run.dir")
+
+
 def locked_train(cfg: DictConfig, run_dir: Path, job_index: int, job_files: Mapping[str, Any]) -> dict[str, Any]:
     """`train` once the run dir is this process's alone."""
+    check_continuable(run_dir, bool(cfg.trainer.resume))
     cost = step_cost(cfg, job_index)
     data = build(cfg.data)
     trainer = assemble(cfg, run_dir, job_index, data)
@@ -345,7 +363,7 @@ def locked_train(cfg: DictConfig, run_dir: Path, job_index: int, job_files: Mapp
 def finish(runlog: RunLog, summary: dict[str, Any], trainer: Trainer, status: str, failure: str | None) -> None:
     """Write how the run ended into summary.json: the status, where it stopped, the last evaluation's errors and,
     unless it completed, why. It must not hide the error that ended the run, so a summary that cannot be
-    written (the run dir gone read-only) is logged instead."""
+    written (the run dir gone read-only) is logged instead, and raised where the run had no error of its own."""
     run_dir = runlog.run_dir
     try:
         runlog.close()
@@ -366,3 +384,5 @@ def finish(runlog: RunLog, summary: dict[str, Any], trainer: Trainer, status: st
     except OSError as e:
         log.error("the run ended %s (%s), but its summary could not be written to %s: %s", status,
                   failure or "no failure", run_dir, e)
+        if failure is None:  # nothing else ends the run with an error: this one must, or it would exit 0
+            raise

@@ -23,6 +23,7 @@ from resnet_exp.board import TAGS, describe_run
 
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+EVENTS = "events.out.tfevents."  # TensorBoard's event files, in the run dir itself
 # Without a progress bar (output not a terminal: a log file, a cluster job), a line at least this often, seconds.
 HEARTBEAT_S = 120.0
 
@@ -108,6 +109,9 @@ class RunLog:
         run_dir.mkdir(parents=True, exist_ok=True)
         kept = [m for m in read_metrics(run_dir) if m["iteration"] <= start_iteration] if start_iteration else []
         (run_dir / METRICS).write_text("".join(json.dumps(m) + "\n" for m in kept))
+        if not start_iteration:  # a run started afresh (trainer.resume=false) replaces the curves of the one before
+            for events in run_dir.glob(f"{EVENTS}*"):
+                events.unlink()
         self.writer = SummaryWriter(str(run_dir), purge_step=start_iteration + 1 if start_iteration else None)
         if not start_iteration:
             describe_run(self.writer, hparams)

@@ -18,13 +18,12 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from resnet_exp.board import TAGS
 from resnet_exp.errors import UserError
 from resnet_exp.launch import FAILURE
-from resnet_exp.runlog import METRICS, SUMMARY, parse_metrics
+from resnet_exp.runlog import EVENTS, METRICS, SUMMARY, parse_metrics
 
 TRAIN, TEST = "train/error", "test/error"
 REQUIRED = ("model", "depth", "residual", "data", "seed", "settings")
 LENGTH = "trainer.max_iters"
 MILESTONES = "schedule.milestones"
-EVENTS_PREFIX = "events.out.tfevents."
 NO_RUNS_HINT = "expected run dirs with summary.json or metrics.jsonl, e.g. outputs/multirun/<date>/<time>"
 # Settings of the net itself (model.*): the model name spells shortcut and block, option A's layout applies to some
 # nets only, so they tell configurations apart only between runs of one net.
@@ -150,7 +149,7 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
             dirnames.sort()
             run_dir = Path(dirpath)
             has_files = SUMMARY in filenames or METRICS in filenames or any(
-                name.startswith(EVENTS_PREFIX) for name in filenames)
+                name.startswith(EVENTS) for name in filenames)
             if not has_files and ".hydra" not in dirnames and FAILURE not in filenames:
                 continue
             found = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -15,7 +16,11 @@ def save_checkpoint(state: dict, path: Path) -> None:
     """Replace `path` only once the new file is complete, so a kill mid-write keeps the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced(path) as tmp, tmp.open("wb") as f:
-        torch.save(state, f)
+        try:
+            torch.save(state, f)
+        except RuntimeError as e:  # torch's writer reports a failed write (a full disk) as "unexpected pos ..."
+            raise OSError(errno.EIO, f"the checkpoint could not be written ({str(e).splitlines()[0][:160]}); is "
+                          "the disk full?", str(path)) from e
         f.flush()
         os.fsync(f.fileno())
 
