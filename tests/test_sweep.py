@@ -104,6 +104,19 @@ def test_a_sweep_whose_every_job_would_fail_stops_before_the_first(tmp_path: Pat
     assert not summaries(out)
 
 
+def test_a_sweep_with_a_config_that_does_not_exist_is_one_line_naming_it_and_the_configs_there_are(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "sweep"
+    proc = run_cli(*SWEEP, "model=resnet20,resnet21", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "resnet-exp: error: a job of this sweep cannot be composed, so none is started: model=resnet21 is not a "
+        "model config; accepted: " + ", ".join(sorted(
+            p.stem for p in (Path(__file__).parents[1] / "configs" / "model").glob("*.yaml")))]
+    assert not out.exists()
+
+
 def test_a_failing_job_is_one_line_and_the_others_run_with_their_share_of_the_cores(
     mixed_sweep: tuple[subprocess.CompletedProcess, Path],
 ) -> None:

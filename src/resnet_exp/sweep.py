@@ -29,9 +29,11 @@ import joblib
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_exp.composition import one_line
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
 from resnet_exp.launch import Launch, describe, describe_for_tensorboard, launched_jobs, plural, sweep_summary
@@ -154,6 +156,8 @@ class SweepStart(Callback):
                 raise UserError(error)
         except UserError as e:
             stop(str(e), 2)
+        except HydraException as e:  # a job's config does not compose (model=resnet20,resnet21): none is launched
+            stop(f"a job of this sweep cannot be composed, so none is started: {one_line(e, [])}", 2)
         except Exception:  # a bug: Hydra warns of it and launches the jobs all the same, so the end must count them
             self.launch = Launch.begin(sweep_dir, None)
             raise
