@@ -642,3 +642,47 @@ def test_labels_show_lr_milestones_as_fractions_of_the_run(tmp_path: Path) -> No
     assert sorted(labels(group_runs(runs)).values()) == [
         "resnet20 2000 it. schedule.milestones=[0.5, 0.75]", "resnet20 4000 it. schedule.milestones=[0.3, 0.6]",
         "resnet20 4000 it. schedule.milestones=[0.5, 0.75]"]
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # JSON nested past Python's recursion limit
+
+
+@pytest.mark.parametrize(("damage", "said"), [
+    ({"depth": float("nan")}, "holds depth='nan', not a positive whole number"),
+    ({"depth": "56"}, "holds depth='56', not a positive whole number"),
+    ({"residual": "maybe"}, "holds residual='maybe', not true or false"),
+    ({"settings": ["trainer.max_iters"]}, "holds settings="),
+    ({"settings": {"trainer.max_iters": {"nested": 1}}}, "holds settings="),
+    ({"changes": [{"iteration": 2, "optim.lr": 0.1}]}, "holds changes="),
+    ("[]", "cannot be read as a JSON object"),
+    (DEEP, "cannot be read as a JSON object"),
+    (b"\x80\x81\xfe binary", "cannot be read as a JSON object"),
+])
+def test_a_damaged_summary_is_one_skipped_line_and_the_other_runs_are_reported(
+    tmp_path: Path, damage: dict | str | bytes, said: str
+) -> None:
+    write_run(tmp_path, "plain20", 0, 7.0, 9.0, job=0)
+    bad = write_run(tmp_path, "resnet20", 0, 2.0, 8.5, job=1)
+    if isinstance(damage, dict):
+        summary = json.loads((bad / "summary.json").read_text()) | damage
+        (bad / "summary.json").write_text(json.dumps(summary))
+    else:
+        (bad / "summary.json").write_bytes(damage if isinstance(damage, bytes) else damage.encode())
+    runs, problems = find_runs([tmp_path])
+    assert [run.summary["model"] for run in runs] == ["plain20"]
+    (line,) = problems
+    assert line.startswith(f"skipped: {bad} (summary.json ") and said in line
+
+
+def test_damaged_lines_of_metrics_are_skipped_with_a_warning_and_the_points_kept(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, "resnet20", 0, 2.0, 8.5, iterations=6000)
+    with (run_dir / "metrics.jsonl").open("ab") as f:
+        f.write(b"\x80\xff binary\n" + DEEP.encode() + b"\n" + b'{"iteration": 8000, "train/loss": 0.4}\n'
+                + b'{"iteration": true, "train/error": 1, "test/error": 2}\n')
+    runs, problems = find_runs([tmp_path])
+    assert [p["iteration"] for p in runs[0].points] == [2000, 4000, 6000]
+    assert [line.split(" line ")[1] for line in problems] == [
+        f"{n} is not an evaluation point; skipped" for n in (4, 5, 6, 7)]
+    warned: list[str] = []
+    _, written = make_report([tmp_path], tmp_path / "figure.png", warn=warned.append)  # from the readable points
+    assert (tmp_path / "figure.png") in written and len([w for w in warned if "not an evaluation point" in w]) == 4

@@ -272,3 +272,14 @@ def test_a_full_disk_in_the_checkpoint_write_is_one_line_and_keeps_the_checkpoin
     assert "is the disk full?" in line and str(run_dir / "checkpoints" / "last.pt") in line
     assert summary(run_dir)["status"] == "failed" and load_checkpoint(run_dir / "checkpoints" / "last.pt")[
         "iteration"] == 2
+
+
+def test_a_resume_over_damaged_metrics_keeps_the_readable_points_and_ends_its_run(tmp_path: Path) -> None:
+    """Binary bytes and JSON nested past Python's stack in metrics.jsonl are lines skipped with a warning, not a
+    UnicodeDecodeError or RecursionError that would end the resume."""
+    train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    with (tmp_path / "metrics.jsonl").open("ab") as f:
+        f.write(b"\x80\xff\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n")
+    ended = train(config("trainer.max_iters=4", "trainer.eval_every=2"), tmp_path)
+    assert ended["status"] == "completed"
+    assert [json.loads(line)["iteration"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [2, 4]

@@ -23,6 +23,7 @@ from resnet_exp.board import TAGS, describe_run
 
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
+POINT_ERRORS = ("train/error", "test/error")  # what every evaluation point holds, beside its iteration
 EVENTS = "events.out.tfevents."  # TensorBoard's event files, in the run dir itself
 # Without a progress bar (output not a terminal: a log file, a cluster job), a line at least this often, seconds.
 HEARTBEAT_S = 120.0
@@ -50,7 +51,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     cannot be read as one, so that a reader never stops at a file a killed process left half-written."""
     try:
         record = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8 or not JSON, nested past Python's stack
         return None
     return record if isinstance(record, dict) else None
 
@@ -60,22 +61,33 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return read_json(Path(run_dir) / SUMMARY)
 
 
+def is_point(point: Any) -> bool:
+    """Whether `point` is an evaluation point as the run writes it: an iteration (a whole number) with its training
+    and test errors (numbers), which whatever reads the curves can then use without a check of its own."""
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    return (isinstance(point, dict) and isinstance(point.get("iteration"), int)
+            and not isinstance(point["iteration"], bool) and all(number(point.get(key)) for key in POINT_ERRORS))
+
+
 def parse_metrics(run_dir: Path) -> tuple[list[dict], list[str]]:
     """The evaluation points of a run's metrics.jsonl, and one line per line that is not a point (a line cut by a
-    full disk, or appended by hand), which is skipped so that the rest of the run stays readable."""
+    full disk, appended by hand, or bytes that are not text), which is skipped so that the rest of the run stays
+    readable."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return [], []
     points: list[dict] = []
     bad: list[str] = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             point = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
             point = None
-        if isinstance(point, dict) and isinstance(point.get("iteration"), int):
+        if is_point(point):
             points.append(point)
         else:
             bad.append(f"{path} line {number} is not an evaluation point; skipped")

@@ -18,9 +18,9 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from resnet_exp.board import TAGS
 from resnet_exp.errors import UserError
 from resnet_exp.launch import FAILURE
-from resnet_exp.runlog import EVENTS, METRICS, SUMMARY, parse_metrics
+from resnet_exp.runlog import EVENTS, METRICS, POINT_ERRORS, SUMMARY, parse_metrics, read_json, read_summary
 
-TRAIN, TEST = "train/error", "test/error"
+TRAIN, TEST = POINT_ERRORS
 REQUIRED = ("model", "depth", "residual", "data", "seed", "settings")
 LENGTH = "trainer.max_iters"
 MILESTONES = "schedule.milestones"
@@ -116,10 +116,10 @@ def load_run(run_dir: Path, problems: list[str] | None = None) -> Run:
     should still know of a readable run (skipped lines, an iteration written twice) is added to `problems`."""
     if not (run_dir / SUMMARY).is_file():
         raise ValueError(f"no {SUMMARY}, so its model and depth are unknown")
-    summary = json.loads((run_dir / SUMMARY).read_text())
-    missing = [field for field in REQUIRED if field not in summary]
-    if missing:
-        raise ValueError(f"{SUMMARY} lacks {', '.join(missing)}")
+    summary = read_summary(run_dir)
+    if summary is None:
+        raise ValueError(f"{SUMMARY} cannot be read as a JSON object (perhaps still being written)")
+    check_summary(summary)
     if (run_dir / METRICS).is_file():
         points, bad = parse_metrics(run_dir)
     else:
@@ -132,6 +132,36 @@ def load_run(run_dir: Path, problems: list[str] | None = None) -> Run:
     if problems is not None:
         problems.extend(f"{WARNING} {line}" for line in bad)
     return Run(run_dir, summary, points)
+
+
+# What the report reads of summary.json, by field: how to tell a value of it, and what it must be.
+FIELDS: dict[str, tuple[Any, str]] = {
+    "model": (lambda v: isinstance(v, str), "text"),
+    "depth": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive whole number"),
+    "residual": (lambda v: isinstance(v, bool), "true or false"),
+    "data": (lambda v: isinstance(v, str), "text"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    "settings": (lambda v: isinstance(v, dict) and isinstance(v.get(LENGTH), int)
+                 and all(isinstance(x, str | int | float | bool | None) for x in v.values()),
+                 f"settings by name with plain values, {LENGTH} among them"),
+    "changes": (lambda v: isinstance(v, list) and all(
+        isinstance(c, dict) and isinstance(c.get("iteration"), int) and all(
+            isinstance(pair, list) and len(pair) == 2 for name, pair in c.items() if name != "iteration")
+        for c in v), "a list of changes, each an iteration and [old, new] per setting"),
+    "status": (lambda v: isinstance(v, str), "text"),
+    "iterations": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+}
+
+
+def check_summary(summary: dict[str, Any]) -> None:
+    """Raise ValueError naming the first field of summary.json that the report needs and lacks, or that holds
+    another kind of value than the runner writes (a hand-edited or damaged file)."""
+    missing = [field for field in REQUIRED if field not in summary]
+    if missing:
+        raise ValueError(f"{SUMMARY} lacks {', '.join(missing)}")
+    for field, (valid, kind) in FIELDS.items():
+        if field in summary and not valid(summary[field]):
+            raise ValueError(f"{SUMMARY} holds {field}={str(summary[field])[:60]!r}, not {kind}")
 
 
 def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
@@ -173,10 +203,10 @@ def read_failure(run_dir: Path) -> str | None:
     path = run_dir / FAILURE
     if not path.is_file():
         return None
-    try:
-        return str(json.loads(path.read_text())["error"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"{FAILURE} unreadable: {e}"
+    record = read_json(path)
+    if record is None or not isinstance(record.get("error"), str):
+        return f"{FAILURE} unreadable"
+    return record["error"]
 
 
 def read_job(run_dir: Path, has_files: bool, problems: list[str]) -> Run | None:
@@ -188,8 +218,6 @@ def read_job(run_dir: Path, has_files: bool, problems: list[str]) -> Run | None:
         try:
             run = load_run(run_dir, problems)
             kind, detail = "no points", run.describe()
-        except json.JSONDecodeError as e:
-            kind, detail = "skipped", f"invalid JSON, perhaps still being written: {e}"
         except (OSError, ValueError) as e:
             kind, detail = "skipped", str(e)
     if run is None or not run.points:
