@@ -4,7 +4,9 @@ threads, each job saying which of how many it is, user errors as one line per jo
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import warnings
 from pathlib import Path
@@ -17,6 +19,7 @@ from hydra._internal.callbacks import Callbacks
 import resnet_exp.cli  # noqa: F401  (registers the jobs_at_once resolver, as running resnet-exp does)
 from resnet_exp import launch, sweep
 from resnet_exp.errors import ConfigError
+from resnet_exp.rundir import lock_run_dir
 from tests.conftest import FAST, compose_config, run_cli
 
 SWEEP = ["-m", *FAST, "trainer.max_iters=4", "trainer.eval_every=2"]
@@ -115,6 +118,17 @@ def test_a_sweep_with_a_config_that_does_not_exist_is_one_line_naming_it_and_the
         "model config; accepted: " + ", ".join(sorted(
             p.stem for p in (Path(__file__).parents[1] / "configs" / "model").glob("*.yaml")))]
     assert not out.exists()
+
+
+def test_a_second_launch_into_a_sweep_dir_in_use_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    with lock_run_dir(out, "hydra.sweep.dir"):  # as the first launch holds it while its jobs run
+        proc = run_cli(*SWEEP, "model=resnet20,plain20", f"hydra.sweep.dir={out}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"resnet-exp: error: sweep dir '{out}' is in use by process {os.getpid()} on {socket.gethostname()}; wait "
+        "for that sweep to end, or give this one another hydra.sweep.dir"]
+    assert [p.name for p in out.iterdir()] == [".lock"]
 
 
 def test_a_failing_job_is_one_line_and_the_others_run_with_their_share_of_the_cores(

@@ -5,7 +5,8 @@
 Hydra's traceback; the callback says it in one line first.
 
 Two processes writing one run would interleave its metrics and checkpoints, so a run holds an exclusive lock on
-`<run dir>/.lock` for its whole life. It is a kernel lock (flock): it goes with the process however that ends, a
+`<run dir>/.lock` for its whole life; a sweep holds one on `<sweep dir>/.lock`, so that a second launch into the same
+dir cannot write into its jobs. It is a kernel lock (flock): it goes with the process however that ends, a
 SIGKILL included, so no stale lock is ever left to clean up."""
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class RunDirInUse(UserError):
     """Another live process holds the run dir's lock."""
 
 
-def lock_run_dir(run_dir: Path) -> IO[str]:
-    """Take the run dir's lock, or refuse at once naming the holder's PID and host. Keep the returned file open
-    for as long as the run lasts; closing it (or the process ending) releases the lock."""
+def lock_run_dir(run_dir: Path, key: str = "hydra.run.dir") -> IO[str]:
+    """Take the lock of the run dir (or sweep dir: `key` names its setting), or refuse at once naming the holder's
+    PID and host. Keep the returned file open for as long as the run (or the sweep) lasts; closing it (or the
+    process ending) releases the lock."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     f = path.open("a+")
@@ -43,8 +45,9 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
         f.seek(0)
         holder = f.read().strip() or "an unknown process"
         f.close()
-        raise RunDirInUse(f"run dir {str(run_dir)!r} is in use by {holder}; wait for that run to end, or give "
-                          "this one another hydra.run.dir") from None
+        what = "sweep" if key == "hydra.sweep.dir" else "run"
+        raise RunDirInUse(f"{what} dir {str(run_dir)!r} is in use by {holder}; wait for that {what} to end, or give "
+                          f"this one another {key}") from None
     f.seek(0)
     f.truncate()
     f.write(f"process {os.getpid()} on {socket.gethostname()}\n")

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import joblib
 import torch
@@ -38,6 +38,7 @@ from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
 from resnet_exp.launch import Launch, describe, describe_for_tensorboard, launched_jobs, plural, sweep_summary
 from resnet_exp.run import build, build_schedule, check_fits, check_top_level, seeded_model, step_cost
+from resnet_exp.rundir import lock_run_dir
 from resnet_exp.runlog import format_duration
 
 log = logging.getLogger("resnet_exp")
@@ -144,6 +145,7 @@ class SweepStart(Callback):
 
     started = 0.0
     launch: Launch | None = None
+    lock: IO[str] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.monotonic()
@@ -154,6 +156,8 @@ class SweepStart(Callback):
                 sys.exit(0)
             if error := check_cluster(config.hydra.launcher):
                 raise UserError(error)
+            # Held until this process ends: a second launch into this dir would write into its jobs' dirs.
+            self.lock = lock_run_dir(sweep_dir, "hydra.sweep.dir")
         except UserError as e:
             stop(str(e), 2)
         except HydraException as e:  # a job's config does not compose (model=resnet20,resnet21): none is launched
