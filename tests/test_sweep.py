@@ -120,6 +120,17 @@ def test_a_sweep_with_a_config_that_does_not_exist_is_one_line_naming_it_and_the
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("override", "said"), [
+    ("optim.lr=-1", "optim.lr=-1 must be a positive number"),
+    ("optim.momentum=1.5", "optim.momentum=1.5 must be in [0, 1)"),
+    ("model.depth=9", "model.depth=9 is not of the form 6n+2"),
+    ("schedule.gamma=2", "schedule.gamma=2 must be in (0, 1]"),
+])
+def test_the_up_front_check_names_a_jobs_bad_value_so_that_the_others_still_run(override: str, said: str) -> None:
+    assert said in sweep.check_job(compose_config(*FAST, override), 0, here=True)
+    assert sweep.check_job(compose_config(*FAST), 0, here=True) is None
+
+
 def test_a_second_launch_into_a_sweep_dir_in_use_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     with lock_run_dir(out, "hydra.sweep.dir"):  # as the first launch holds it while its jobs run

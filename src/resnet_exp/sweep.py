@@ -218,9 +218,9 @@ def refuse_failing(failures: dict[int, str], overrides: list[list[str]]) -> None
 
 def check_job(cfg: DictConfig, job_index: int, here: bool) -> str | None:
     """Why `cfg`'s run would fail before training, as far as that is known without building it: its trainer,
-    schedule, data and net settings and its seed, and, where its job runs on this machine (`here`), its device (job
-    `job_index`'s: `trainer.device=auto` spreads a sweep over the GPUs), whether its net fits that device's memory
-    and whether its data is there (`predict=true` reads none). None where nothing is found."""
+    schedule, data, net and optimizer settings and its seed, and, where its job runs on this machine (`here`), its
+    device (job `job_index`'s: `trainer.device=auto` spreads a sweep over the GPUs), whether its net fits that
+    device's memory and whether its data is there (`predict=true` reads none). None where nothing is found."""
     try:
         check_top_level(cfg)
         settings = build(cfg.trainer)
@@ -230,6 +230,7 @@ def check_job(cfg: DictConfig, job_index: int, here: bool) -> str | None:
         data.check_classes(cfg.model.num_classes)
         with torch.device("meta"):  # the net's settings and the seed, without allocating its weights
             seeded_model(cfg)
+        build(cfg.optim, params=[torch.nn.Parameter(torch.zeros(1))])  # its settings, on a stand-in parameter
         if here:
             check_fits(cfg, settings.torch_device(job_index))
             if not cfg.predict:
