@@ -131,6 +131,15 @@ def test_the_up_front_check_names_a_jobs_bad_value_so_that_the_others_still_run(
     assert sweep.check_job(compose_config(*FAST), 0, here=True) is None
 
 
+def test_an_interpolated_override_is_checked_against_each_jobs_own_config(tmp_path: Path) -> None:
+    """`model.zero_init_residual=${model.residual}` is false for the plain job, true for the residual one: the
+    up-front check must not resolve it against the sweep's default net (a residual one) and refuse the plain job."""
+    proc = run_cli(*SWEEP, "model=plain20,resnet20", "model.zero_init_residual=${model.residual}", "predict=true",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep of 2 jobs" in proc.stderr + proc.stdout and "cannot run" not in proc.stderr
+
+
 def test_a_second_launch_into_a_sweep_dir_in_use_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     with lock_run_dir(out, "hydra.sweep.dir"):  # as the first launch holds it while its jobs run

@@ -63,8 +63,11 @@ def job_overrides(config: DictConfig) -> list[list[str]] | None:
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.params or {}).items()]
-    parsed = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+    # As given: read through the config, `model.zero_init_residual=${model.residual}` would arrive resolved against
+    # the sweep's own config (its default model), not the job's.
+    given = OmegaConf.to_container(config.hydra, resolve=False)
+    params = [f"{key}={value}" for key, value in (given["sweeper"].get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides([*params, *given["overrides"]["task"]])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
