@@ -19,8 +19,8 @@ def save_checkpoint(state: dict, path: Path) -> None:
         try:
             torch.save(state, f)
         except RuntimeError as e:  # torch's writer reports a failed write (a full disk) as "unexpected pos ..."
-            raise OSError(errno.EIO, f"the checkpoint could not be written ({str(e).splitlines()[0][:160]}); is "
-                          "the disk full?", str(path)) from e
+            raise OSError(errno.EIO, "the checkpoint could not be written, the disk may be full (torch: "
+                          f"{str(e).splitlines()[0][:120]})", str(path)) from e
         f.flush()
         os.fsync(f.fileno())
 
