@@ -249,6 +249,21 @@ def test_a_summary_that_cannot_be_written_at_the_end_is_an_error_not_a_success(t
         train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
 
 
+def test_events_that_cannot_be_written_end_the_run_in_error_after_its_summary(tmp_path: Path, monkeypatch) -> None:
+    """TensorBoard's writer raises a failed write of its events when it is closed: the summary is still written,
+    and the run ends with the error rather than exit code 0."""
+    closed = RunLog.close
+
+    def failing_close(self: RunLog) -> None:
+        closed(self)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.run_dir / "events.out.tfevents.x"))
+
+    monkeypatch.setattr(RunLog, "close", failing_close)
+    with pytest.raises(OSError, match="No space left on device"):
+        train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    assert summary(tmp_path)["status"] == "completed" and summary(tmp_path)["iterations"] == 2
+
+
 def test_a_full_disk_in_the_checkpoint_write_is_one_line_and_keeps_the_checkpoint_before(tmp_path: Path) -> None:
     """torch's writer reports a full disk as a RuntimeError deep in its zip writer; injected as torch raises it."""
     run_dir = tmp_path / "run"

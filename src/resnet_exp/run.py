@@ -365,8 +365,13 @@ def finish(runlog: RunLog, summary: dict[str, Any], trainer: Trainer, status: st
     unless it completed, why. It must not hide the error that ended the run, so a summary that cannot be
     written (the run dir gone read-only) is logged instead, and raised where the run had no error of its own."""
     run_dir = runlog.run_dir
+    unwritten: OSError | None = None
     try:
         runlog.close()
+    except OSError as e:  # TensorBoard's writer raises a failed write of its events when it is closed
+        log.error("the run's TensorBoard events could not all be written to %s: %s", run_dir, e)
+        unwritten = e
+    try:
         last = (read_metrics(run_dir) or [{}])[-1]
         summary.update(
             status=status,
@@ -386,3 +391,5 @@ def finish(runlog: RunLog, summary: dict[str, Any], trainer: Trainer, status: st
                   failure or "no failure", run_dir, e)
         if failure is None:  # nothing else ends the run with an error: this one must, or it would exit 0
             raise
+    if unwritten is not None and failure is None:
+        raise unwritten
