@@ -509,6 +509,26 @@ def test_the_caption_says_data_length_seeds_and_the_quick_presets_deviations(tmp
     assert "a title" in text and "Deviation" not in text
 
 
+def test_the_caption_says_the_fast_presets_deviations_and_that_only_residual_nets_start_at_zero(
+    tmp_path: Path,
+) -> None:
+    """experiment=degradation_fast: a linear decay to 0 is said as such (not as "no lr drop"), and the zero start
+    of residual branches as a deviation of the residual lines only; runs recorded before either option existed
+    read as the paper's choice, not as a gap in the record."""
+    fast = {**PAPER_SETTINGS, "schedule.milestones": "[]", "schedule.decay": "linear", "schedule.ramp_iters": 100}
+    for job, model in enumerate(["plain20", "plain56", "resnet20", "resnet56"]):
+        write_run(tmp_path / "fast", model, 0, 30.0, 31.0, iterations=1000, max_iters=1000, every=100, job=job,
+                  settings={**fast, "model.zero_init_residual": model.startswith("resnet")})
+    runs, _ = find_runs([tmp_path / "fast"])
+    text = figure_text(plot_curves(group_runs(runs), tmp_path / "fast.png", None, None, None))
+    assert ("Deviations from the paper's recipe (section 4.2): lr ramped over the first 100 iterations; lr falling "
+            "linearly to 0, no steps; residual branches starting at zero (2 of 4 lines).") in text
+    assert "no lr drop" not in text and "Not recorded" not in text
+    groups = write_sweep(tmp_path / "before", ["resnet20"], 1, settings=PAPER_SETTINGS)  # neither option recorded
+    text = figure_text(plot_curves(groups, tmp_path / "before.png", None, None, None))
+    assert "The paper's recipe (section 4.2)." in text and "Not recorded" not in text
+
+
 def test_a_synthetic_figure_says_synthetic_and_names_every_deviation(tmp_path: Path) -> None:
     settings = {**PAPER_SETTINGS, "schedule.milestones": "[600, 1200]", "optim.lr": 0.05, "trainer.batch_size": 64}
     groups = write_sweep(tmp_path, ["resnet20"], 1, iterations=2000, max_iters=2000, every=200, data="synthetic",

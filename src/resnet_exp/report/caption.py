@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from resnet_exp.report.paper import (
+    PAPER_CHOICES_ADDED,
     PAPER_GAMMA,
     PAPER_LR_DROPS,
     PAPER_RECIPE,
@@ -36,7 +37,10 @@ PHRASES = {
     "data.augment": "data.augment={}",
     "data.normalize": "per-{} normalisation",
     SHORTCUT: "option {} shortcuts",
+    "model.zero_init_residual": "residual branches starting at zero",
+    "schedule.decay": "lr falling linearly to 0, no steps",
 }
+DECAY = "schedule.decay"
 
 
 def _value(text: str) -> Any:
@@ -80,7 +84,7 @@ def _lr_drops(settings: dict[str, Any], max_iters: int) -> list[str]:
     """The lr drops where they are not the paper's /10 at 50% and 75% of the run: "lr /10 at 600 and 1200",
     "lr x0.2 at 1000 and 1500", or "no lr drop" where none falls inside the run (milestones of 64k runs kept for a
     shorter one)."""
-    if MILESTONES not in settings:
+    if MILESTONES not in settings or settings.get(DECAY, "step") != "step":  # a linear decay is said on its own
         return []
     milestones, gamma = settings[MILESTONES], settings.get(GAMMA, PAPER_GAMMA)
     if not isinstance(milestones, list):  # changed during the run: its history
@@ -115,8 +119,8 @@ def deviations(key: Key) -> list[str]:
     "lr ramped over the first 200 iterations", "lr /10 at 600 and 1200". Settings it did not record say nothing
     here (`unrecorded`)."""
     settings = _settings(key)
-    differ = [PHRASES[name].format(_spell(settings[name])) for name, paper in PAPER_RECIPE.items()
-              if name in settings and not _same(settings[name], paper)]
+    differ = [PHRASES[name].format(_spell(settings[name])) for name, paper in
+              {**PAPER_RECIPE, **PAPER_CHOICES_ADDED}.items() if name in settings and not _same(settings[name], paper)]
     return differ + _lr_drops(settings, key.max_iters) + _warmup(settings, key.depth)
 
 

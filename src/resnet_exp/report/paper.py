@@ -26,6 +26,12 @@ PAPER_RECIPE = {
     "data.normalize": "pixel",
     "model.shortcut": "A",
 }
+# Options added after runs were first recorded: a summary.json without them ran the paper's choice, so their
+# absence is no gap in the record.
+PAPER_CHOICES_ADDED = {
+    "model.zero_init_residual": False,
+    "schedule.decay": "step",
+}
 PAPER_LR_DROPS = PAPER_MILESTONES  # fractions of the run: lr /10 at 32k and 48k of 64k iterations
 PAPER_GAMMA = 0.1
 # The 110-layer net's warm-up: lr 0.01 until the training error is below 80%, then the recipe's lr.
