@@ -186,6 +186,15 @@ def test_cli_writes_figure_and_json_for_every_measurement(runs: tuple[Path, Path
     assert all(len(r["states"]["init"]["autocorrelation"]) == 5 for r in result.values())
 
 
+def test_nets_of_one_name_are_labelled_by_the_settings_they_differ_in(tmp_path: Path) -> None:
+    standard = make_run(tmp_path / "a", "resnet20")
+    zeroed = make_run(tmp_path / "b", "resnet20", True, "model.zero_init_residual=true", "seed=1")
+    out = tmp_path / "out"
+    assert main(["responses", str(standard), str(zeroed), "--out", str(out), "--device", "cpu", "--limit", "8"]) == 0
+    assert list(read(out / "responses.json")["runs"]) == [
+        "resnet8 model.zero_init_residual=false seed=0", "resnet8 model.zero_init_residual=true seed=1"]
+
+
 def test_cli_run_dir_without_checkpoint_or_config_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     no_checkpoint = make_run(tmp_path, "resnet20", checkpoint=False)
     assert main(["responses", str(no_checkpoint), "--device", "cpu"]) == 2

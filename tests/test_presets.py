@@ -58,3 +58,14 @@ def test_the_tiny_preset_needs_no_download_and_names_its_four_nets() -> None:
     assert nets == [("plain20", "20"), ("plain20", "8"), ("resnet20", "20"), ("resnet20", "8")]
     assert cfg.data._target_.endswith("Synthetic") and cfg.trainer.max_iters == 150
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+def test_the_fast_preset_halves_the_quick_one_and_starts_only_residual_branches_at_zero() -> None:
+    batch, cfg = jobs("experiment=degradation_fast")
+    quick, _ = jobs("experiment=degradation_quick")
+    assert [job[0] for job in batch] == [job[0] for job in quick]  # the same four nets
+    assert cfg.trainer.max_iters == 1000 and cfg.schedule.ramp_iters == 100 and cfg.trainer.eval_images == 2000
+    schedule = build_schedule(cfg)
+    assert schedule.milestones == [] and schedule.lr(100) == 0.1 and schedule.lr(999) == pytest.approx(0.1 / 900)
+    for net, zeroed in (("plain56", False), ("resnet56", True), ("plain20", False), ("resnet20", True)):
+        assert compose_config("experiment=degradation_fast", f"model={net}").model.zero_init_residual is zeroed

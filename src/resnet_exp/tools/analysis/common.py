@@ -25,7 +25,7 @@ from resnet_exp.data.batches import EvalBatches
 from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, UserError
 from resnet_exp.models.cifar import Block, CifarResNet, check_zero_channels
-from resnet_exp.run import build, seeded_model
+from resnet_exp.run import build, flat_settings, seeded_model
 from resnet_exp.runlog import SUMMARY
 from resnet_exp.tools.analysis.runconfig import read_config
 from resnet_exp.training.checkpoint import load_checkpoint
@@ -148,11 +148,20 @@ def compose_config(name: str, overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def relabel(subjects: list[Subject]) -> list[Subject]:
-    """Make labels unique: nets of the same name (seeds, reruns) get their run dir's name or "init" appended."""
-    counts = Counter(s.label for s in subjects)
-    for s in subjects:
-        if counts[s.label] > 1:
-            s.label = f"{s.label} ({s.run_dir.name if s.run_dir else 'init'})"
+    """Make labels unique: nets of the same name get the settings they differ in appended ("resnet56
+    model.zero_init_residual=true", "resnet20 seed=1"), or, where none differ (reruns), their run dir's name or
+    "init"."""
+    settings = [{**flat_settings(OmegaConf.to_container(s.cfg, resolve=True)), "seed": s.cfg.seed} for s in subjects]
+    for name, count in Counter(s.label for s in subjects).items():
+        same = [i for i, s in enumerate(subjects) if s.label == name]
+        if count < 2:
+            continue
+        differ = sorted({key for i in same for j in same for key in settings[i].keys() | settings[j].keys()
+                         if settings[i].get(key) != settings[j].get(key)})
+        for i in same:
+            said = " ".join(f"{key}={json.dumps(settings[i].get(key))}" for key in differ)
+            where = subjects[i].run_dir.name if subjects[i].run_dir else "init"
+            subjects[i].label = f"{name} {said}" if said else f"{name} ({where})"
     return subjects
 
 
