@@ -13,8 +13,11 @@ export RESNET_EXP_DATA
 
 MODELS ?= plain20,plain56,resnet20,resnet56
 ARGS ?=
-# The demo sweep has a fixed dir, so running `make demo` again resumes it instead of starting over.
-DEMO_DIR ?= outputs/demo
+# The preset `make demo` runs: degradation_quick (the paper's schedule shape and init, 2000 iterations), or
+# degradation_fast (half the images, two named deviations; README).
+PRESET ?= degradation_quick
+# The demo sweep has a fixed dir per preset, so running `make demo` again resumes it instead of starting over.
+DEMO_DIR ?= $(if $(filter degradation_quick,$(PRESET)),outputs/demo,outputs/demo_$(PRESET))
 RUNS ?= $(DEMO_DIR)
 OUT ?= $(RUNS)/degradation.png
 
@@ -36,11 +39,11 @@ try: install  ## seconds on a CPU: a tiny synthetic sweep (experiment=tiny) and 
 	$(BIN)/resnet-exp-report outputs/try --out outputs/try/degradation.png
 
 demo: install  ## the degradation study, shortened for a CPU (about 23 min on 2 cores with native bf16, 2 h without), its figure and table
-	$(BIN)/resnet-exp experiment=degradation_quick data.download=true hydra.sweep.dir=$(DEMO_DIR) $(ARGS)
+	$(BIN)/resnet-exp experiment=$(PRESET) data.download=true hydra.sweep.dir=$(DEMO_DIR) $(ARGS)
 	$(BIN)/python scripts/plot_degradation.py $(DEMO_DIR) --out $(DEMO_DIR)/degradation.png
 
 predict: install  ## how long `make demo` will take on this machine (times a few steps of each net, about 20 s)
-	$(BIN)/resnet-exp experiment=degradation_quick predict=true $(ARGS)
+	$(BIN)/resnet-exp experiment=$(PRESET) predict=true $(ARGS)
 
 test: install  ## the default suite (slow tests excluded)
 	$(BIN)/python -m pytest -q $(ARGS)
