@@ -138,3 +138,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("CI", "").lower() in ("true", "1"):
         pytest.fail(f"CI={os.environ['CI']}, where the slurm tests must run: {message}", pytrace=False)
     pytest.skip(message)
+
+
+class Payload:
+    """What a crafted pickle holds: an object whose unpickling calls `exec`, here to create `marker`, so that a test
+    can tell whether a file it crafted was run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import Payload, compose_config
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -311,16 +311,6 @@ def test_the_help_says_each_analysis_whole_and_init_is_taken_where_the_readme_sa
     assert takes_init == ["gradients", "start"]
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert "`gradients` and `start` also take nets at initialisation" in readme
-
-
-class Payload:
-    """A pickle whose loading runs `exec`, here to create `marker`."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
 @pytest.mark.parametrize("command", ["responses", "start", "lesion", "sensitivity"])

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PER_BATCH, run_cli, tiny_batch
+from conftest import PER_BATCH, Payload, run_cli, tiny_batch
 
 from resnet_exp.data import Cifar10, make_synthetic, read_cifar10
 from resnet_exp.data.batches import random_crop_flip
@@ -171,16 +171,6 @@ def test_failed_download_is_one_clear_error(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", offline)
     with pytest.raises(DataError, match=r"could not download CIFAR-10 from https://www.cs.toronto.edu/.*not known"):
         read_cifar10(tmp_path, download=True)
-
-
-class Payload:
-    """What a crafted pickle holds: an object whose unpickling calls `exec`, here to create `marker`."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
 @pytest.mark.parametrize("name", ["batches.meta", "data_batch_1", "test_batch"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import Payload
 
 from resnet_exp.data import read_cifar10
 from resnet_exp.errors import CheckpointError
@@ -71,16 +72,6 @@ def test_script_evaluates_saved_weights_as_our_net_does(tiny_cifar: Path, tmp_pa
     (tmp_path / "junk.th").write_bytes(b"not a zip")
     assert script["main"]([str(tmp_path / "junk.th"), "--data-root", str(tiny_cifar)]) == 2
     assert "cannot read" in capsys.readouterr().err
-
-
-class Payload:
-    """A pickle whose loading runs `exec`, here to create `marker`."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
 def test_a_crafted_weights_file_is_refused_in_one_line_unrun_without_torchs_unsafe_advice(
