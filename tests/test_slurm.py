@@ -147,22 +147,24 @@ def test_a_requeued_job_resumes_to_the_uninterrupted_result(tmp_path: Path, unin
 
 @pytest.mark.slurm
 def test_a_job_past_its_time_limit_checkpoints_on_usr2_is_requeued_and_completes(tmp_path: Path) -> None:
-    """A 1-minute limit and USR2 40 s before it: each start of the job trains until 20-50 s after it began, so the
-    run (about 45 s of training on an idle 2-core machine, longer on a busy one) needs at least one requeue.
-    submitit counts each as a time-out (limits under 10 minutes), hence the test's larger max_num_timeout."""
+    """A 3-minute limit and USR2 60 s before it. SLURM may send the signal up to 60 s earlier than asked (sbatch's
+    --signal), so each start of the job trains for 60 to 120 s; with a 1-minute limit the signal sometimes came
+    before Python had started, and killed the job. The run (about 150 s of training on an idle 2-core machine,
+    longer on a busy one) needs at least one requeue. submitit counts each as a time-out (limits under 10
+    minutes), hence the test's larger max_num_timeout."""
     sweep_dir = tmp_path / "sweep"
     run_dir = sweep_dir / "0_resnet8_seed0"
-    long_run = [*FAST, "trainer.max_iters=3000", "trainer.eval_every=500", "trainer.batch_size=16",
+    long_run = [*FAST, "trainer.max_iters=16000", "trainer.eval_every=2000", "trainer.batch_size=16",
                 "data.train_size=256"]
-    limit = slurm(None, 1, "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=20")
+    limit = slurm(None, 3, "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=20")
     done = run_cli("-m", *limit, *long_run, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr
     job = slurm_job(sweep_dir, 0)
     assert int(job_record(job)["Restarts"]) >= 1, "the run ended before its USR2: make it longer for this machine"
     assert "stopped by SIGUSR2, checkpoint saved" in (run_dir / "cli.log").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert (summary["status"], summary["iterations"]) == ("completed", 3000)
-    assert_every_point_once(run_dir, 3000, 500)
+    assert (summary["status"], summary["iterations"]) == ("completed", 16000)
+    assert_every_point_once(run_dir, 16000, 2000)
 
 
 @pytest.mark.slurm
