@@ -283,7 +283,7 @@ def test_tensorboard_fallback_reads_runs_without_metrics_jsonl(tmp_path: Path) -
     assert run.dir == run_dir
     assert [p["iteration"] for p in run.points] == [16000, 32000, 48000, 64000]
     assert (run.final(TRAIN), run.final(TEST)) == pytest.approx((2.0, 8.5))
-    assert problems == [f"skipped: {orphan} (no summary.json, so its model and depth are unknown)"]
+    assert list(map(str, problems)) == [f"skipped: {orphan} (no summary.json, so its model and depth are unknown)"]
 
 
 def paper_marks(ax: Axes) -> list[Line2D]:
@@ -300,7 +300,7 @@ def figure_text(fig: Figure) -> str:
 def test_figure_has_the_papers_panels_and_line_styles(sweep: Path, tmp_path: Path) -> None:
     write_run(sweep, "plain110", 0, 30.0, 40.0, iterations=8000, status="diverged", job=9)  # a failed job
     runs, problems = find_runs([sweep])
-    assert any(line.startswith("diverged:") and "plain110" in line for line in problems)
+    assert any(p.kind == "diverged" and "plain110" in str(p) for p in problems)
     groups = group_runs(runs)
     fig = plot_curves(groups, tmp_path / "fig.png", PAPER_XLIM, PAPER_YLIM, None)
     plain, residual = fig.axes[:2]
@@ -329,6 +329,18 @@ def test_status_line_counts_runs_by_status(tmp_path: Path) -> None:
     (tmp_path / "3_resnet56_seed0" / ".hydra").mkdir(parents=True)
     runs, problems = find_runs([tmp_path])
     assert status_line(runs, problems) == "runs: 1 completed, 1 diverged, 1 missing, 1 running"
+
+
+def test_status_line_counts_problems_by_their_record_not_their_text(tmp_path: Path) -> None:
+    """Which problems count is a field of each, so a missing job whose dir name begins with a run's dir name
+    (printed "missing: RUN (copy) (...)") is counted, and a run whose status holds ": " is not counted twice."""
+    run_dir = write_run(tmp_path, "plain20", 0, 7.0, 9.0, job=0)
+    (tmp_path / f"{run_dir.name} (copy)" / ".hydra").mkdir(parents=True)
+    write_run(tmp_path, "resnet20", 0, 2.0, 8.5, iterations=2000, status="stopped: out of time", job=1)
+    runs, problems = find_runs([tmp_path])
+    assert [(p.kind, p.counted) for p in problems] == [("missing", True), ("stopped: out of time", False)]
+    assert str(problems[0]) == f"missing: {run_dir} (copy) (a job that has not written metrics yet)"
+    assert status_line(runs, problems) == "runs: 1 completed, 1 missing, 1 stopped: out of time"
 
 
 def test_runs_differing_in_a_setting_are_separate_lines_labelled_by_it(tmp_path: Path) -> None:
@@ -435,7 +447,8 @@ def test_a_damaged_metrics_line_is_skipped_with_its_file_and_line_and_the_run_st
         f.write('{"iteration": 6000, "train/err\n')  # cut by a full disk
     runs, problems = find_runs([tmp_path])
     assert [len(run.points) for run in runs] == [3]
-    assert problems == [f"warning: {run_dir / 'metrics.jsonl'} line 4 is not an evaluation point; skipped"]
+    assert list(map(str, problems)) == [
+        f"warning: {run_dir / 'metrics.jsonl'} line 4 is not an evaluation point; skipped"]
     assert status_line(runs, problems) == "runs: 1 completed"
 
 
@@ -445,7 +458,8 @@ def test_a_run_whose_metrics_repeat_an_iteration_is_reported_with_a_warning(tmp_
     (run_dir / "metrics.jsonl").write_text(lines + lines)  # two processes wrote it at once
     runs, problems = find_runs([tmp_path])
     assert len(runs) == 1
-    assert problems == [f"warning: {run_dir / 'metrics.jsonl'} repeats iterations 2000, 4000; its curves may be wrong"]
+    assert list(map(str, problems)) == [
+        f"warning: {run_dir / 'metrics.jsonl'} repeats iterations 2000, 4000; its curves may be wrong"]
 
 
 def test_out_naming_a_folder_writes_into_it_and_an_unwritable_out_is_one_line(sweep: Path, tmp_path: Path) -> None:
@@ -626,7 +640,7 @@ def test_failed_jobs_are_listed_with_their_error_and_the_counts_add_up(
         (mixed / f"{job}_resnet56_seed{job}" / ".hydra").mkdir(parents=True)
     record_failure(mixed / "4_resnet20_seed0", 4, "trainer.batch_size=0 must be positive")
     runs, problems = find_runs([mixed])
-    assert problems == [
+    assert list(map(str, problems)) == [
         f"diverged: {diverged} (plain56 seed 0, 6000/64000 iterations, status diverged; "
         "diverged at iteration 6100: loss nan)",
         f"missing: {mixed / '2_resnet56_seed2'} (a job that has not written metrics yet)",
@@ -690,7 +704,7 @@ def test_a_damaged_summary_is_one_skipped_line_and_the_other_runs_are_reported(
         (bad / "summary.json").write_bytes(damage if isinstance(damage, bytes) else damage.encode())
     runs, problems = find_runs([tmp_path])
     assert [run.summary["model"] for run in runs] == ["plain20"]
-    (line,) = problems
+    (line,) = map(str, problems)
     assert line.startswith(f"skipped: {bad} (summary.json ") and said in line
 
 
@@ -701,7 +715,7 @@ def test_damaged_lines_of_metrics_are_skipped_with_a_warning_and_the_points_kept
                 + b'{"iteration": true, "train/error": 1, "test/error": 2}\n')
     runs, problems = find_runs([tmp_path])
     assert [p["iteration"] for p in runs[0].points] == [2000, 4000, 6000]
-    assert [line.split(" line ")[1] for line in problems] == [
+    assert [str(line).split(" line ")[1] for line in problems] == [
         f"{n} is not an evaluation point; skipped" for n in (4, 5, 6, 7)]
     warned: list[str] = []
     _, written = make_report([tmp_path], tmp_path / "figure.png", warn=warned.append)  # from the readable points

@@ -33,7 +33,9 @@ class DataModule:
 
     name: str  # how summary.json and the report name the data: the config's name (cifar10, synthetic)
     test_size = 10_000  # the test set's images, known before reading it (CIFAR-10's; a subclass may set another)
-    train_images = 50_000  # the training set's images before a held-out split, known the same way
+    # The training set's image count before a held-out split, known the same way (not `train_images`: ImageData
+    # calls its image tensor that); `train_size` is what is left for training once the split is taken off.
+    full_train_size = 50_000
     num_classes = 10  # the classes its labels take (CIFAR-10's; the synthetic set has as many)
 
     def __init__(
@@ -61,9 +63,11 @@ class DataModule:
         """Raise the error that reading would raise where that can be known cheaply (a sweep checks each job
         before the first starts); the base reads nothing and knows nothing."""
 
+    @property
     def train_size(self) -> int:
-        """The images training draws from, known without reading them: the training set less the held-out split."""
-        return self.train_images - self.val_split
+        """The images training draws from, known without reading them: the training set less the held-out split
+        (what `Batches.train_size` counts once the images are read)."""
+        return self.full_train_size - self.val_split
 
     def check_classes(self, num_classes: int) -> None:
         """Refuse a net whose classifier has another number of outputs than the data has classes: too few fail on
@@ -75,9 +79,9 @@ class DataModule:
     def check_batch_size(self, batch_size: int) -> None:
         """Refuse, before anything is allocated, a held-out split that leaves no training image, then a batch that
         the training set cannot fill: each naming the value that is wrong."""
-        check_val_split(self.val_split, self.train_images)
-        if batch_size > self.train_size():  # no batch could be drawn without repeating images
-            raise ConfigError(f"trainer.batch_size={batch_size} is larger than the {self.train_size()} training "
+        check_val_split(self.val_split, self.full_train_size)
+        if batch_size > self.train_size:  # no batch could be drawn without repeating images
+            raise ConfigError(f"trainer.batch_size={batch_size} is larger than the {self.train_size} training "
                               "images; choose a batch size of at most the training set's size")
 
     def eval_size(self) -> int:

@@ -82,10 +82,10 @@ class Synthetic(DataModule):
     ) -> None:
         super().__init__(**feeding)
         check_sizes(train_size, test_size)
-        self.train_images = train_size
+        self.full_train_size = train_size  # the config's data.train_size: the set before a held-out split
         self.test_size = test_size
         self.noise = noise
         self.data_seed = data_seed
 
     def read(self) -> ImageData:
-        return make_synthetic(self.train_images, self.test_size, noise=self.noise, seed=self.data_seed)
+        return make_synthetic(self.full_train_size, self.test_size, noise=self.noise, seed=self.data_seed)

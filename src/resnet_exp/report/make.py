@@ -26,8 +26,8 @@ def make_report(
     Problem runs go to `warn` before anything can fail, so a partial sweep still says what it lacks."""
     figure = figure_path(out)
     runs, problems = find_runs(paths)
-    for line in problems:
-        warn(line)
+    for problem in problems:
+        warn(str(problem))
     warn(status_line(runs, problems))
     if not runs:
         raise ReportError("no run under the given paths has an evaluation point yet")

@@ -108,10 +108,30 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     return [{"iteration": step, **values} for step, values in sorted(points.items()) if {TRAIN, TEST} <= set(values)]
 
 
-WARNING = "warning:"  # a problem line about a run that is still reported
+WARNING = "warning"  # the kind of a problem about a run that is still reported: a line of its files was not used
 
 
-def load_run(run_dir: Path, problems: list[str] | None = None) -> Run:
+@dataclass(frozen=True)
+class Problem:
+    """One line a reader of a partial sweep should see, printed as `str(problem)`: "failed: DIR (its error)", or
+    for a warning "warning: FILE line 4 ..." (its detail names the file itself, so it has no `run_dir`).
+
+    `counted`: the line is about a job without a run (missing, failed, no points, skipped), which `status_line`
+    counts by `kind`; a line about a run that is reported (its status, a warning) is not, as the run is counted
+    by its status."""
+
+    kind: str
+    run_dir: Path | None
+    detail: str
+    counted: bool = False
+
+    def __str__(self) -> str:
+        if self.run_dir is None:
+            return f"{self.kind}: {self.detail}"
+        return f"{self.kind}: {self.run_dir} ({self.detail})"
+
+
+def load_run(run_dir: Path, problems: list[Problem] | None = None) -> Run:
     """Raises ValueError or OSError when the files cannot say which net the curves belong to. What a reader
     should still know of a readable run (skipped lines, an iteration written twice) is added to `problems`."""
     if not (run_dir / SUMMARY).is_file():
@@ -130,7 +150,7 @@ def load_run(run_dir: Path, problems: list[str] | None = None) -> Run:
         bad.append(f"{run_dir / METRICS} repeats iteration{'s' * (len(repeated) > 1)} "
                    f"{', '.join(map(str, repeated[:5]))}{' ...' * (len(repeated) > 5)}; its curves may be wrong")
     if problems is not None:
-        problems.extend(f"{WARNING} {line}" for line in bad)
+        problems.extend(Problem(WARNING, None, line) for line in bad)
     return Run(run_dir, summary, points)
 
 
@@ -164,12 +184,12 @@ def check_summary(summary: dict[str, Any]) -> None:
             raise ValueError(f"{SUMMARY} holds {field}={str(summary[field])[:60]!r}, not {kind}")
 
 
-def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
-    """The runs with points under `paths`, and one line per run a reader of a partial sweep should know about
+def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[Problem]]:
+    """The runs with points under `paths`, and one `Problem` per run a reader of a partial sweep should know about
     (missing, failed, running, diverged, without points, unreadable). A path that holds nothing run-like is an
     error, since it is most likely a typo rather than a sweep that has not started."""
     runs: list[Run] = []
-    problems: list[str] = []
+    problems: list[Problem] = []
     seen: set[Path] = set()
     for path in map(Path, paths):
         if not path.exists():
@@ -193,11 +213,6 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
     return runs, problems
 
 
-def problem(kind: str, run_dir: Path, detail: str) -> str:
-    """The line about one run dir, "failed: DIR (its error)"; `status_line` counts it by `kind`."""
-    return f"{kind}: {run_dir} ({detail})"
-
-
 def read_failure(run_dir: Path) -> str | None:
     """The one line a failed sweep job left in its dir (`sweep.record_failure`), None where it left none."""
     path = run_dir / FAILURE
@@ -209,7 +224,7 @@ def read_failure(run_dir: Path) -> str | None:
     return record["error"]
 
 
-def read_job(run_dir: Path, has_files: bool, problems: list[str]) -> Run | None:
+def read_job(run_dir: Path, has_files: bool, problems: list[Problem]) -> Run | None:
     """The run of a job dir where it has points; otherwise None and, in `problems`, why not. A job that failed
     (`failure.json`) is told by its error line, also beside the status of a run it leaves with points."""
     failure = read_failure(run_dir)
@@ -221,23 +236,20 @@ def read_job(run_dir: Path, has_files: bool, problems: list[str]) -> Run | None:
         except (OSError, ValueError) as e:
             kind, detail = "skipped", str(e)
     if run is None or not run.points:
-        problems.append(problem("failed", run_dir, failure) if failure else problem(kind, run_dir, detail))
+        problems.append(Problem("failed", run_dir, failure, counted=True) if failure
+                        else Problem(kind, run_dir, detail, counted=True))
         return None
-    if run.status != "completed" or failure:
-        problems.append(problem(run.status, run_dir, run.describe() + (f"; {failure}" if failure else "")))
+    if run.status != "completed" or failure:  # the run is counted by its status, not by this line
+        problems.append(Problem(run.status, run_dir, run.describe() + (f"; {failure}" if failure else "")))
     return run
 
 
-def status_line(runs: Sequence[Run], problems: Sequence[str]) -> str:
-    """One line saying how far a sweep has got: runs by status, plus one count per kind of problem line about a
-    job without a run (missing, failed, no points, skipped), so that the counts add up to the jobs listed. Lines
-    about a counted run (its status, a warning) are not counted again."""
+def status_line(runs: Sequence[Run], problems: Sequence[Problem]) -> str:
+    """One line saying how far a sweep has got: runs by status, plus one count per kind of problem about a job
+    without a run (missing, failed, no points, skipped; `Problem.counted`), so that the counts add up to the jobs
+    listed. Problems about a counted run (its status, a warning) are not counted again."""
     counts = Counter(run.status for run in runs)
-    counted = tuple(f"{run.dir} (" for run in runs)  # how `problem` begins a line about the run, after its kind
-    for line in problems:
-        kind, _, rest = line.partition(": ")
-        if not line.startswith(WARNING) and not rest.startswith(counted):
-            counts[kind] += 1
+    counts.update(problem.kind for problem in problems if problem.counted)
     return "runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
