@@ -2,9 +2,11 @@
 it will take; and how it ended.
 
 `SweepStart` is a Hydra callback (configs/config.yaml, `hydra.callbacks`). At the start of a multirun it composes
-every job's config as Hydra's basic sweeper will, checks each one (a sweep whose every job would fail stops
-there, with one line), and logs the predicted wall time of the whole sweep: each distinct net shape timed once
-(forecast.py) with the threads a job will have, and the jobs placed on the launcher's workers in launch order.
+every job's config as Hydra's basic sweeper will (through Hydra's private API, used only in hydra_internals.py and
+only on the hydra-core versions it was checked on: on another the sweep stops there, with one line), checks each
+one (a sweep whose every job would fail stops there, with one line), and logs the predicted wall time of the whole
+sweep: each distinct net shape timed once (forecast.py) with the threads a job will have, and the jobs placed on the
+launcher's workers in launch order.
 `jobs_at_once` is the resolver behind `hydra/launcher=parallel`'s `n_jobs`. A SLURM sweep (`hydra/launcher=slurm`)
 first asks `sinfo` whether the cluster answers and has the partition it names: otherwise sbatch's refusal would
 come from inside submitit, as a traceback, after every job had been composed. A user error found there is one
@@ -27,7 +29,6 @@ from typing import IO, Any, NoReturn
 
 import joblib
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
@@ -36,14 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 from resnet_exp.composition import one_line
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
+from resnet_exp.hydra_internals import BASIC_LAUNCHER, BASIC_SWEEPER, compose_job, expand_sweep
 from resnet_exp.launch import Launch, describe, describe_for_tensorboard, launched_jobs, plural, sweep_summary
 from resnet_exp.run import build, build_schedule, check_fits, check_top_level, seeded_model, step_cost
 from resnet_exp.rundir import lock_run_dir
 from resnet_exp.runlog import format_duration
 
 log = logging.getLogger("resnet_exp")
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 NONE_STARTED = "every job of this sweep would fail, so none is started: "
@@ -58,17 +58,16 @@ def stop(message: str, code: int) -> NoReturn:
 
 def job_overrides(config: DictConfig) -> list[list[str]] | None:
     """Each job's overrides, in launch order, as Hydra's basic sweeper expands the sweep's params and the command
-    line; None for another sweeper (its jobs are not known in advance)."""
+    line; None for another sweeper (its jobs are not known in advance). Raises UserError on a hydra-core version
+    whose private API was not checked (hydra_internals.py)."""
     if config.hydra.sweeper._target_ != BASIC_SWEEPER:
         return None
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
     # As given: read through the config, `model.zero_init_residual=${model.residual}` would arrive resolved against
     # the sweep's own config (its default model), not the job's.
     given = OmegaConf.to_container(config.hydra, resolve=False)
     params = [f"{key}={value}" for key, value in (given["sweeper"].get("params") or {}).items()]
     parsed = OverridesParser.create().parse_overrides([*params, *given["overrides"]["task"]])
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    return expand_sweep(parsed)
 
 
 def cpu_count() -> int:
@@ -79,7 +78,10 @@ def cpu_count() -> int:
 
 def jobs_at_once(_root_: DictConfig) -> int:
     """`n_jobs` of `hydra/launcher=parallel`: one job per visible GPU; on a CPU one job per core, at most one per
-    job of the sweep, so that joblib gives each the cores // jobs threads and no core idles."""
+    job of the sweep, so that joblib gives each the cores // jobs threads and no core idles. On a hydra-core version
+    whose private API was not checked it raises that UserError (job_overrides) rather than guess: in a sweep it is
+    never reached then, as Hydra resolves `n_jobs` only when it builds the launcher, after `SweepStart` has refused
+    the sweep in one line."""
     if torch.cuda.is_available():
         return torch.cuda.device_count()
     jobs = job_overrides(_root_)
@@ -99,12 +101,12 @@ def workers_and_threads(launcher: DictConfig) -> tuple[int, int] | None:
 
 
 def compose_jobs(config: DictConfig) -> tuple[list[list[str]], list[DictConfig]] | None:
-    """Each job's overrides and config, composed as the sweeper will compose them; None for another sweeper."""
+    """Each job's overrides and config, composed as the sweeper will compose them; None for another sweeper. Raises
+    UserError on a hydra-core version whose private API was not checked (hydra_internals.py)."""
     overrides = job_overrides(config)
     if overrides is None:
         return None
-    loader = GlobalHydra.instance().config_loader()
-    return overrides, [loader.load_sweep_config(config, job) for job in overrides]
+    return overrides, [compose_job(config, job) for job in overrides]
 
 
 @dataclass
