@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from resnet_exp.models import CifarResNet
-from resnet_exp.run import flat_settings, train
+from resnet_exp.record import flat_settings
+from resnet_exp.run import train
 from resnet_exp.tools.analysis.cli import main
 from resnet_exp.tools.analysis.common import Workbench
 from resnet_exp.tools.analysis.gradients import autocorrelation, loss_grad_norms, measure_shattering

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_exp import runlog
+from resnet_exp import forecast, runlog
 from resnet_exp.errors import ConfigError
 from resnet_exp.forecast import Cost, evaluation_points, makespan, run_seconds
 from resnet_exp.run import step_cost, train
@@ -63,6 +63,7 @@ def test_a_run_without_a_terminal_logs_its_prediction_and_its_remaining_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(runlog, "HEARTBEAT_S", 0.0)  # a line after every iteration instead of every 2 minutes
+    monkeypatch.setattr(forecast, "MIN_SECONDS", 0.0)  # its tiny steps: the forecast after the fewest (3) timed
     cfg = compose_config(*FAST, "trainer.max_iters=24", "trainer.eval_every=12", "trainer.progress=false",
                          "trainer.eval_images=16")
     with caplog.at_level(logging.INFO):
@@ -71,6 +72,8 @@ def test_a_run_without_a_terminal_logs_its_prediction_and_its_remaining_time(
     (predicted,) = [line for line in lines if line.startswith("predicted wall time on this machine")]
     assert re.search(r"\d+ (s|min) .*for iterations 1-24 \([\d.]+ s a step, \d+ threads?\)", predicted)
     assert summary["predicted_wall_time_s"] > 0
+    # After its own first steps: 2 untimed, 3 timed, so before the 6th.
+    assert lines.index(predicted) < lines.index(next(line for line in lines if line.startswith("iteration 6/24")))
     heartbeats = [line for line in lines if re.fullmatch(r"iteration \d+/24: \d+ img/s, .* elapsed, .* left", line)]
     assert len(heartbeats) >= 20
     evaluations = [line for line in lines if line.startswith(("iteration 12/24: train", "iteration 24/24: train"))]
@@ -112,3 +115,35 @@ def test_eval_images_beyond_the_evaluation_set_are_recorded_as_the_images_measur
     fewer = train(compose_config(*FAST, "trainer.max_iters=2", "trainer.eval_every=2", "trainer.progress=false",
                                  "trainer.eval_images=50"), tmp_path / "fewer")
     assert fewer["settings"]["trainer.eval_images"] == 50
+
+
+def test_a_run_builds_its_net_and_data_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forecast times the run's own steps: no throwaway trainer builds a second net or feeds second batches."""
+    from resnet_exp import run
+    from resnet_exp.data.module import DataModule
+
+    built: list[str] = []
+    seeded_model, batches = run.seeded_model, DataModule.batches
+    monkeypatch.setattr(run, "seeded_model", lambda cfg: built.append("net") or seeded_model(cfg))
+    monkeypatch.setattr(DataModule, "batches", lambda self, *a: built.append("batches") or batches(self, *a))
+    monkeypatch.setattr(forecast, "MIN_SECONDS", 0.0)
+    summary = train(compose_config(*FAST, "trainer.max_iters=8", "trainer.eval_every=8"), tmp_path)
+    assert built == ["net", "batches"] and summary["predicted_wall_time_s"] > 0
+
+
+def test_the_forecast_leaves_out_warmup_steps_and_evaluations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock times only steps that no evaluation followed, after the first two, and says its cost once."""
+    from resnet_exp.run import assemble
+
+    monkeypatch.setattr(forecast, "MIN_SECONDS", float("inf"))  # so it stops at MAX_STEPS timed steps
+    monkeypatch.setattr(forecast, "MAX_STEPS", 5)
+    trainer = assemble(compose_config(*FAST, "trainer.eval_every=4"), None)
+    clock = forecast.StepClock(128, eval_every=4)
+    timed, costs = [], []
+    for _ in range(20):
+        before = clock.steps
+        costs.append(clock.observe(trainer))
+        timed += [trainer.iteration] if clock.steps > before else []
+        trainer.train_step()
+    assert timed == [3, 5, 6, 7, 9]  # not 1 and 2 (warm-up), nor 4 and 8 (an evaluation followed them)
+    assert [i for i, cost in enumerate(costs) if cost] == [9] and costs[9].step_s > 0 and costs[9].eval_image_s > 0

@@ -11,7 +11,7 @@ import torch
 
 from resnet_exp import precision
 from resnet_exp.errors import ConfigError
-from resnet_exp.precision import bf16_unsupported, emulation_warning, resolve_precision
+from resnet_exp.precision import bf16_unsupported, resolve_precision
 from resnet_exp.run import train
 from resnet_exp.training import TrainerSettings
 from tests.conftest import FAST, compose_config
@@ -32,25 +32,26 @@ def as_cpu(monkeypatch: pytest.MonkeyPatch, flags: str) -> None:
 ])
 def test_cpu_resolution_follows_the_flags(monkeypatch: pytest.MonkeyPatch, flags: str, native: bool) -> None:
     as_cpu(monkeypatch, flags)
-    assert resolve_precision("auto", CPU) == ("bf16" if native else "fp32")
-    assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
+    assert resolve_precision("auto", CPU).name == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", CPU).name == "fp32" and resolve_precision("bf16", CPU).name == "bf16"
+    assert resolve_precision("bf16", CPU).dtype == torch.bfloat16 and resolve_precision("fp32", CPU).dtype is None
     assert (bf16_unsupported(CPU) is None) == native
-    assert (emulation_warning("bf16", CPU) is None) == native
-    assert emulation_warning("auto", CPU) is None and emulation_warning("fp32", CPU) is None
+    assert (resolve_precision("bf16", CPU).warning() is None) == native
+    assert resolve_precision("auto", CPU).warning() is None and resolve_precision("fp32", CPU).warning() is None
 
 
 def test_cpu_without_onednn_is_not_native(monkeypatch: pytest.MonkeyPatch) -> None:
     as_cpu(monkeypatch, "avx512_bf16")
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
-    assert resolve_precision("auto", CPU) == "fp32"
+    assert resolve_precision("auto", CPU).name == "fp32"
     assert "oneDNN" in bf16_unsupported(CPU)
 
 
 @pytest.mark.parametrize("supported", [True, False])
 def test_cuda_resolution_follows_the_gpu(monkeypatch: pytest.MonkeyPatch, supported: bool) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
-    assert resolve_precision("auto", CUDA) == ("bf16" if supported else "fp32")
-    assert (emulation_warning("bf16", CUDA) is None) == supported
+    assert resolve_precision("auto", CUDA).name == ("bf16" if supported else "fp32")
+    assert (resolve_precision("bf16", CUDA).warning() is None) == supported
 
 
 def test_unknown_precision_names_the_accepted_values() -> None:
@@ -82,3 +83,13 @@ def test_explicit_bf16_where_emulated_runs_with_one_warning(monkeypatch: pytest.
     assert summary["settings"]["trainer.precision"] == "bf16" and summary["status"] == "completed"
     warnings = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
     assert len(warnings) == 1 and "avx512_bf16" in warnings[0] and "9x" in warnings[0]
+
+
+def test_a_run_reads_the_devices_capability_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One resolution serves the trainer's autocast, the record and the emulation check: the CPU's flags are read
+    once a run, with no throwaway trainer resolving its own."""
+    reads: list[str] = []
+    monkeypatch.setattr(precision, "cpu_info", lambda key: reads.append(key) or "avx512_bf16")
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    summary = train(compose_config(*FAST, "trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
+    assert summary["settings"]["trainer.precision"] == "bf16" and reads == ["flags"]

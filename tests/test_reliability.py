@@ -124,11 +124,11 @@ def test_divergence_in_a_sweep_fails_that_job_only(tmp_path: Path) -> None:
 
 
 def test_deterministic_switch_enables_deterministic_algorithms(tmp_path: Path) -> None:
-    from resnet_exp.training import TrainerSettings
+    from resnet_exp.run import configure_torch
 
     try:
-        TrainerSettings(deterministic=True).configure_torch()
+        configure_torch(deterministic=True)
         assert torch.are_deterministic_algorithms_enabled()
     finally:
-        TrainerSettings().configure_torch()
+        configure_torch(deterministic=False)
     assert not torch.are_deterministic_algorithms_enabled()

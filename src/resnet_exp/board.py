@@ -55,9 +55,9 @@ def describe_run(writer: SummaryWriter, hparams: dict[str, Any]) -> None:
 
 
 def shown_hparams(record: dict[str, Any]) -> dict[str, bool | int | float | str]:
-    """A run's record (`run.hparams`, or its summary.json) as TensorBoard's hyper-parameters: the keys that define
-    the run first (`DEFINING`), then the data and every other setting, each once and by its command-line name (the
-    net's depth, shortcuts and block kind as `model.depth`, `model.residual`, `model.block`, also for torchvision's
+    """A run's record (`RunRecord.defining`, or its summary.json) as TensorBoard's hyper-parameters: the keys that
+    define the run first (`DEFINING`), then the data and every other setting, each once and by its command-line name
+    (the net's depth, shortcuts and block kind as `model.depth`, `model.residual`, `model.block`, also for torchvision's
     nets, whose config names no block), types kept (booleans stay booleans) and unset as "null" (TensorBoard takes
     no None)."""
     flat = {**record["settings"], "model": record["model"], "model.depth": record["depth"],
@@ -68,8 +68,8 @@ def shown_hparams(record: dict[str, Any]) -> dict[str, bool | int | float | str]
 
 
 def write_sweep_hparams(sweep_dir: Path, records: Iterable[dict[str, Any]]) -> Path:
-    """Write `sweep_experiment` of the runs' records (`run.hparams`, or their summary.json) into the sweep dir as
-    `SWEEP_HPARAMS`, replacing an earlier one; returns its path. TensorBoard's HPARAMS page takes it for a logdir
+    """Write `sweep_experiment` of the runs' records (`RunRecord.defining`, or their summary.json) into the sweep dir
+    as `SWEEP_HPARAMS`, replacing an earlier one; returns its path. TensorBoard's HPARAMS page takes it for a logdir
     at or above the sweep (for a logdir of several sweeps, any one of theirs). Without it TensorBoard describes the
     runs itself: the keys whose values differ first, then all the others by name."""
     summary = Summary()

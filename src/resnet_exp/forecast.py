@@ -1,11 +1,12 @@
-"""How long a run, or a sweep, will take on this machine: said before it spends the time.
+"""How long a run, or a sweep, will take on this machine.
 
-A forecast times a few training steps and one evaluation of a throwaway copy of the run's net (`measure`), then
-counts what the run has left: its iterations at that step time, and its evaluations (the intermediate ones on
-`trainer.eval_images` images, the last on all) at that time per image (`run_seconds`). A sweep times each
-distinct net shape once and places its jobs on the launcher's workers in the order they are launched
-(`makespan`). A step's time does not depend on the pixels, so the timing runs on stand-in images of the
-training set's shape (`stand_in`) and reads no data.
+A forecast times a few training steps and one evaluation batch (`StepClock`), then counts what the run has left:
+its iterations at that step time, and its evaluations (the intermediate ones on `trainer.eval_images` images, the
+last on all) at that time per image (`run_seconds`). A run times its own first steps, so the forecast costs it one
+timed evaluation batch and nothing is built twice. A sweep, and `predict=true`, say it before any job starts: they
+time each distinct net shape once on a throwaway trainer (`measure`) and place the jobs on the launcher's workers in
+the order they are launched (`makespan`). A step's time does not depend on the pixels, so that timing runs on
+stand-in images of the training set's shape (`StandIn`) and reads no data.
 """
 
 from __future__ import annotations
@@ -57,25 +58,59 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(trainer: Trainer, eval_size: int) -> Cost:
-    """Time `trainer`'s step and evaluation for a run evaluating `eval_size` images. The trainer trains while
-    timed, so it is a throwaway one (`run.step_cost`)."""
-    trainer.net.train()
-    for _ in range(WARMUP_STEPS):
-        trainer.step(*next(trainer.batches.train))
-    sync(trainer.device)
-    steps, start = 0, time.perf_counter()
-    while steps < MAX_STEPS and (steps < MIN_STEPS or time.perf_counter() - start < MIN_SECONDS):
-        trainer.step(*next(trainer.batches.train))
-        steps += 1
-        if steps >= MIN_STEPS:
-            sync(trainer.device)
-    step_s = (time.perf_counter() - start) / steps
-    evaluation = trainer.batches.eval
-    trainer.evaluate(evaluation)  # the evaluation's batch shape is new to oneDNN / cuDNN: not timed
-    start = time.perf_counter()
+class StepClock:
+    """Times a trainer's steps as they run: called before each step (`Trainer.fit`'s `before_step`), it leaves out
+    the first `WARMUP_STEPS` steps and any step an evaluation or checkpoint followed (`eval_every`), and once it has
+    timed `MIN_STEPS` and `MIN_SECONDS` of them (at most `MAX_STEPS`), times one evaluation batch and returns the
+    `Cost`, once."""
+
+    def __init__(self, eval_size: int, eval_every: int | None = None) -> None:
+        """`eval_size`: the images a full evaluation of the run covers; `eval_every`: the run's evaluation interval
+        (None: the trainer does not evaluate between the steps timed)."""
+        self.eval_size = eval_size
+        self.eval_every = eval_every
+        self.steps_seen = 0
+        self.steps = 0
+        self.seconds = 0.0
+        self.last = 0.0
+        self.done = False
+
+    def observe(self, trainer: Trainer) -> Cost | None:
+        """Before a step: add the step just done to the timing; the Cost once enough are timed, else None."""
+        if self.done:
+            return None
+        sync(trainer.device)
+        now = time.perf_counter()
+        evaluated = self.eval_every is not None and trainer.iteration % self.eval_every == 0
+        if self.steps_seen > WARMUP_STEPS and not evaluated:
+            self.steps += 1
+            self.seconds += now - self.last
+        self.steps_seen += 1
+        self.last = now
+        if self.steps < MIN_STEPS or (self.seconds < MIN_SECONDS and self.steps < MAX_STEPS):
+            return None
+        self.done = True
+        return Cost(self.seconds / self.steps, evaluation_seconds(trainer), self.eval_size)
+
+
+def evaluation_seconds(trainer: Trainer) -> float:
+    """The time `trainer` takes to evaluate an image, timed on one batch of its evaluation set (the first
+    evaluation of a batch shape creates oneDNN primitives or autotunes cuDNN, so it runs once untimed)."""
+    evaluation = trainer.batches.eval.subset(min(trainer.settings.eval_batch_size, len(trainer.batches.eval)))
     trainer.evaluate(evaluation)
-    return Cost(step_s, (time.perf_counter() - start) / len(evaluation), eval_size)
+    start = time.perf_counter()
+    trainer.evaluate(evaluation)  # reads its result, so the device has finished
+    return (time.perf_counter() - start) / len(evaluation)
+
+
+def measure(trainer: Trainer, eval_size: int) -> Cost:
+    """Time `trainer`'s step and evaluation for a run evaluating `eval_size` images, before the run: the trainer
+    trains while timed, so it is a throwaway one (`run.step_cost`)."""
+    clock = StepClock(eval_size)
+    trainer.net.train()
+    while (cost := clock.observe(trainer)) is None:
+        trainer.train_step()
+    return cost
 
 
 def evaluation_points(settings: TrainerSettings, start_iteration: int) -> list[int]:

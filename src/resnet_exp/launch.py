@@ -27,7 +27,7 @@ log = logging.getLogger("resnet_exp")
 FAILURE = "failure.json"  # in a failed job's dir: its index, how it ended and its error
 LAUNCH = "launch.json"  # in the sweep dir: the id of its latest launch and that launch's number of jobs
 JOB = "job.json"  # in a job's dir: the launch it belongs to and its index
-RECORD = ("model", "depth", "residual", "block", "data", "seed", "settings")  # what run.hparams records of a run
+RECORD = ("model", "depth", "residual", "block", "data", "seed", "settings")  # what defines a run (record.DEFINING)
 STATUSES = ("completed", "diverged", "interrupted", "failed", "running")  # a run's status, as summary.json says
 
 

@@ -9,6 +9,8 @@ kernel, which made a ResNet-20 step about 9x slower than fp32 on a 2-core AMD EP
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from resnet_exp.errors import ConfigError
@@ -37,18 +39,34 @@ def bf16_unsupported(device: torch.device) -> str | None:
     return None
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """`auto` is bf16 where `device` computes it natively, else fp32; fp32 and bf16 stay what they are."""
+@dataclass(frozen=True)
+class Precision:
+    """`trainer.precision` as resolved once for a run's device: its name as recorded (fp32 or bf16), the autocast
+    dtype (None: fp32) and, where bf16 was asked for but is only emulated there, why (`emulated`)."""
+
+    name: str
+    dtype: torch.dtype | None
+    emulated: str | None = None
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The autocast context of this precision on `device`, made once and entered at every forward pass."""
+        return torch.autocast(device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None)
+
+    def warning(self) -> str | None:
+        """The one line a run logs when bf16 was asked for where it is emulated, or None."""
+        if self.emulated is None:
+            return None
+        return (f"trainer.precision=bf16 is emulated here ({self.emulated}), so much slower than fp32 "
+                f"({EMULATED_COST}); trainer.precision=auto picks fp32 on this machine")
+
+
+def resolve_precision(requested: str, device: torch.device) -> Precision:
+    """`auto` is bf16 where `device` computes it natively, else fp32; fp32 and bf16 stay what they are (bf16 noting
+    whether it is emulated). The device's capability is read once, here."""
     check_precision(requested)
-    if requested == "auto":
-        return "fp32" if bf16_unsupported(device) else "bf16"
-    return requested
-
-
-def emulation_warning(requested: str, device: torch.device) -> str | None:
-    """The one line a run logs when it was asked for bf16 where bf16 is emulated, or None."""
-    why = bf16_unsupported(device) if requested == "bf16" else None
-    if why is None:
-        return None
-    return (f"trainer.precision=bf16 is emulated here ({why}), so much slower than fp32 ({EMULATED_COST}); "
-            "trainer.precision=auto picks fp32 on this machine")
+    if requested == "fp32":
+        return Precision("fp32", None)
+    why = bf16_unsupported(device)
+    if requested == "auto" and why:
+        return Precision("fp32", None)
+    return Precision("bf16", torch.bfloat16, why)

@@ -1,8 +1,8 @@
 """What a run is, from its config to its summary: one place used by the CLI, the analyses and the benchmark.
 
-`assemble` builds the trainer of a config (seeded net, optimizer, schedule, batches on the device); `train`
-runs it to the end and writes the run dir. `resnet-exp-analyze start` replays a run's first steps from the same
-`assemble`, so it starts exactly where the run started.
+`assemble` builds the trainer of a config (seeded net, optimizer, schedule, batches on the device, the run's
+record); `train` runs it in its run dir: lock, assemble, resume, fit, finish. `resnet-exp-analyze start` replays a
+run's first steps from the same `assemble`, so it starts exactly where the run started.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 import random
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +26,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from resnet_exp.atomic import replaced
-from resnet_exp.board import shown_hparams
-from resnet_exp.data.module import DataModule
-from resnet_exp.errors import CheckpointError, ConfigError, UserError
-from resnet_exp.forecast import Cost, StandIn, measure, run_seconds
+from resnet_exp.data.module import Batches, DataModule
+from resnet_exp.errors import ConfigError, UserError
+from resnet_exp.forecast import Cost, StandIn, StepClock, measure, run_seconds
 from resnet_exp.models import count_parameters
 from resnet_exp.models.footprint import cifar_footprint, memory_limit
-from resnet_exp.precision import emulation_warning
+from resnet_exp.precision import Precision, resolve_precision
 from resnet_exp.provenance import provenance
+from resnet_exp.record import RunRecord
+from resnet_exp.resume import CHECKPOINT, check_continuable, resume
 from resnet_exp.rundir import lock_run_dir
 from resnet_exp.runlog import RunLog, format_duration, read_metrics, read_summary
-from resnet_exp.training import Diverged, StepSchedule, Trainer
+from resnet_exp.training import Diverged, StepSchedule, Trainer, TrainerSettings
 from resnet_exp.training.signals import Interrupted, StopRequests
 
 log = logging.getLogger("resnet_exp")
-CHECKPOINT = Path("checkpoints") / "last.pt"
 CIFAR_NET = "resnet_exp.models.CifarResNet"
-# Config keys that cannot change what a run trains or what its evaluations measure: where the data lies and
-# whether to fetch it, the device's index, resuming, progress display, gradient-norm logging, the evaluation's batch
-# size, and `predict` (which trains nothing). Every other key is recorded (`hparams`).
-UNRECORDED = frozenset({
-    "predict", "data.root", "data.download", "trainer.device", "trainer.resume", "trainer.allow_changes",
-    "trainer.progress", "trainer.log_grad_norms", "trainer.eval_batch_size",
-})
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -149,37 +143,6 @@ def accepted_keys(target: Any) -> list[str] | None:
     return None
 
 
-def hparams(cfg: DictConfig, trainer: Trainer, data: DataModule) -> dict[str, Any]:
-    """What defines the run: the net (as it names itself, its depth, whether residual, its block kind), the data
-    (as it names itself), the seed, and `settings`: every other key of the resolved config by its command-line
-    name (`optim.lr`), but the few that cannot change what is trained or measured (`UNRECORDED`), with the precision,
-    memory format, lr milestones (iterations, where fractions of the run were given) and intermediate evaluation
-    images (at most the evaluation set) the trainer resolved. A new
-    config key is thus recorded without a line here. `changes`: the settings changed on purpose when resuming
-    (`Trainer.check_same_run`). JSON-ready; lists are written as strings, as TensorBoard needs."""
-    model = trainer.model
-    settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))
-    settings["trainer.precision"] = trainer.precision
-    settings["trainer.channels_last"] = trainer.memory_format == torch.channels_last
-    settings["schedule.milestones"] = str(trainer.schedule.milestones)
-    if trainer.settings.eval_images is not None:  # what the intermediate evaluations measure: at most the whole set
-        settings["trainer.eval_images"] = len(trainer.interim_eval)
-    return {"model": model.name, "depth": cfg.model.depth, "residual": cfg.model.residual, "block": model.block,
-            "data": data.name, "seed": cfg.seed, "settings": settings, "changes": []}
-
-
-def flat_settings(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`node`'s leaves by dotted key, without `_target_`s, the seed (recorded on its own) and `UNRECORDED`."""
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flat_settings(value, f"{name}."))
-        elif key != "_target_" and name != "seed" and name not in UNRECORDED:
-            flat[name] = str(value) if isinstance(value, list) else value
-    return flat
-
-
 def net_name(model: DictConfig, choice: str) -> str:
     """The name of the net `model` builds, as the net names itself (`model=plain20 model.depth=8` builds plain8),
     for the run dir's name (the `net_name` resolver of configs/config.yaml); built on the meta device, so nothing is
@@ -210,22 +173,48 @@ def seeded_model(cfg: DictConfig) -> nn.Module:
 
 
 def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: DataModule | None = None) -> Trainer:
-    """The run's trainer with its seeded net, optimizer, schedule and batches (from `data` where given, else from
-    `cfg.data`), checkpointing into `run_dir` (None: never)."""
+    """The run's trainer with its seeded net, optimizer, schedule, batches (from `data` where given, else from
+    `cfg.data`) and record, checkpointing into `run_dir` (None: never)."""
     check_top_level(cfg)
     settings = build(cfg.trainer)
     schedule = build_schedule(cfg)
     data = data or build(cfg.data)
+    data.check_batch_size(settings.batch_size)
     data.check_classes(cfg.model.num_classes)
     device = settings.torch_device(job_index)
-    settings.configure_torch()
+    check_fits(cfg, device)
+    configure_torch(settings.deterministic)
+    precision = resolve_precision(settings.precision, device)
     model = seeded_model(cfg)
     if cfg.model.depth >= 110 and cfg.schedule.warmup_lr is None:
         log.warning("the paper warms up nets of 110 layers at lr 0.01 (section 4.2): add schedule=warmup")
     optimizer = build(cfg.optim, params=model.parameters())
     batches = data.batches(device, settings.batch_size, settings.eval_batch_size, cfg.seed)
+    record = describe(cfg, model, data, batches, settings, schedule, precision, device)
     checkpoint = None if run_dir is None else run_dir / CHECKPOINT
-    return Trainer(settings, model, optimizer, schedule, batches, device, checkpoint)
+    return Trainer(settings, model, optimizer, schedule, batches, device, checkpoint, precision, record)
+
+
+def configure_torch(deterministic: bool) -> None:
+    """Process-wide torch settings of a run: deterministic kernels when asked (bitwise-repeatable runs), else let
+    cuDNN pick the fastest."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def describe(cfg: DictConfig, model: nn.Module, data: DataModule, batches: Batches, settings: TrainerSettings,
+             schedule: StepSchedule, precision: Precision, device: torch.device) -> RunRecord:
+    """The record of `cfg`'s run as assembled: the precision, lr milestones (iterations, where fractions of the run
+    were given) and intermediate evaluation images (at most the evaluation set) as resolved, and what it runs on."""
+    resolved: dict[str, Any] = {"trainer.precision": precision.name, "schedule.milestones": str(schedule.milestones)}
+    if settings.eval_images is not None:
+        resolved["trainer.eval_images"] = min(settings.eval_images, len(batches.eval))
+    where = str(device) if device.type == "cpu" else torch.cuda.get_device_name(device)
+    return RunRecord.of(cfg, model.name, model.block, data.name, resolved, params=count_parameters(model),
+                        device=where, eval_split=batches.eval_split, train_size=batches.train_size)
 
 
 def check_fits(cfg: DictConfig, device: torch.device) -> None:
@@ -246,12 +235,10 @@ def check_fits(cfg: DictConfig, device: torch.device) -> None:
 
 
 def step_cost(cfg: DictConfig, job_index: int = 0) -> Cost:
-    """What a step and an evaluated image of `cfg`'s run cost here, timed on a throwaway trainer fed stand-in
-    images (no data is read); it reseeds the global RNG, as `assemble` does."""
+    """What a step and an evaluated image of `cfg`'s run cost here, before it runs (a sweep, `predict=true`): timed
+    on a throwaway trainer fed stand-in images (no data is read); it reseeds the global RNG, as `assemble` does."""
     data = build(cfg.data)
-    data.check_batch_size(cfg.trainer.batch_size)
-    data.check_classes(cfg.model.num_classes)
-    check_fits(cfg, build(cfg.trainer).torch_device(job_index))
+    data.check_batch_size(cfg.trainer.batch_size)  # the data's own sizes, which the stand-in has not
     trainer = assemble(cfg, None, job_index, data=StandIn(data, cfg.trainer.batch_size))
     return measure(trainer, data.eval_size())
 
@@ -260,12 +247,16 @@ def train(cfg: DictConfig, run_dir: Path, job_index: int = 0, job_files: Mapping
           ) -> dict[str, Any]:
     """One run, from config to summary.json; returns the summary. `job_index` spreads sweeps over GPUs.
     `job_files`: configs to save into the run dir (by relative path) once the run is accepted, which the CLI uses
-    for `.hydra/`: a refused command (a resume with other settings) writes nothing into the run dir.
-
-    Before the first step it times a few steps of a copy (about 1% of a quick-preset run) to say how long the
-    run will take. The run holds the run dir's lock throughout (rundir.py)."""
+    for `.hydra/`: a refused command (a resume with other settings) writes nothing into the run dir. The run holds
+    the run dir's lock throughout (rundir.py)."""
     with lock_run_dir(run_dir):
-        return locked_train(cfg, run_dir, job_index, job_files or {})
+        check_continuable(run_dir, bool(cfg.trainer.resume))
+        trainer = assemble(cfg, run_dir, job_index)
+        resume(trainer, run_dir)
+        if (done := completed_before(trainer, run_dir)) is not None:
+            return done
+        save_configs(run_dir, job_files or {})
+        return fit(trainer, run_dir)
 
 
 def save_configs(run_dir: Path, configs: Mapping[str, Any]) -> None:
@@ -277,94 +268,82 @@ def save_configs(run_dir: Path, configs: Mapping[str, Any]) -> None:
             OmegaConf.save(node, tmp)
 
 
-def check_continuable(run_dir: Path, resume: bool) -> None:
-    """Refuse to start afresh, as a side effect, over a run whose checkpoint is gone (deleted, or a file where its
-    folder goes): its evaluation points and summary would be replaced without a word. Starting afresh there is
-    what trainer.resume=false asks for; a run killed before its first evaluation has no point to lose."""
-    checkpoint = run_dir / CHECKPOINT
-    if not resume or checkpoint.is_file() or not (points := read_metrics(run_dir)):
-        return
-    done = read_summary(run_dir) or {}
-    ended = f", summary.json: {done.get('status')} at iteration {done.get('iterations')}" if done else ""
-    where = f"{str(checkpoint.parent)!r} is a file, not a folder" if checkpoint.parent.is_file() else (
-        f"it has no checkpoint {str(CHECKPOINT)!r}")
-    raise CheckpointError(
-        f"run dir {str(run_dir)!r} holds a run ({len(points)} evaluation points up to iteration "
-        f"{points[-1]['iteration']}{ended}), but {where} to continue it from: nothing was changed; start afresh in it "
-        "with trainer.resume=false (its files are replaced), or give this run another hydra.run.dir")
+def completed_before(trainer: Trainer, run_dir: Path) -> dict[str, Any] | None:
+    """The summary of this very run where `run_dir` holds it completed at its length, as resumed (asked for again,
+    as a sweep rerun to fill its gaps does): then nothing is rewritten and no event file is added."""
+    if trainer.iteration < trainer.settings.max_iters or trainer.pending is not None:
+        return None
+    done = read_summary(run_dir)
+    if not done or done.get("status") != "completed" or done.get("iterations") != trainer.iteration:
+        return None
+    log.info("run dir %s holds this run, completed at iteration %d: nothing to do", run_dir, trainer.iteration)
+    return done
 
 
-def locked_train(cfg: DictConfig, run_dir: Path, job_index: int, job_files: Mapping[str, Any]) -> dict[str, Any]:
-    """`train` once the run dir is this process's alone."""
-    check_continuable(run_dir, bool(cfg.trainer.resume))
-    cost = step_cost(cfg, job_index)
-    data = build(cfg.data)
-    trainer = assemble(cfg, run_dir, job_index, data)
-    trainer.record = hparams(cfg, trainer, data)
-    trainer.resume()  # on purpose with other settings (trainer.allow_changes=true), the record gains its changes
-    info = trainer.record
-    settings, model, batches, device = trainer.settings, trainer.model, trainer.batches, trainer.device
-    if trainer.iteration >= settings.max_iters and trainer.pending is None:
-        done = read_summary(run_dir)
-        if done and done.get("status") == "completed" and done.get("iterations") == trainer.iteration:
-            # asked for again (a sweep rerun to fill its gaps): nothing is rewritten, no event file is added
-            log.info("run dir %s holds this run, completed at iteration %d: nothing to do", run_dir,
-                     trainer.iteration)
-            return done
-    save_configs(run_dir, job_files)
-    if warning := emulation_warning(settings.precision, device):
+def fit(trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+    """Train the assembled, resumed run to its end, and write how it ended into summary.json whatever ends it;
+    returns the summary."""
+    record, settings = trainer.record, trainer.settings
+    assert record is not None  # assemble gives every trainer its record
+    if warning := trainer.precision.warning():
         log.warning("%s", warning)
-    predicted = run_seconds(cost, settings, trainer.iteration)
-    summary: dict[str, Any] = {
-        **info,
-        "params": count_parameters(model),
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "eval_split": batches.eval_split,
-        "train_size": batches.train_size,
-        "started_at": datetime.now().isoformat(timespec="milliseconds"),
-        "predicted_wall_time_s": round(predicted, 1),
-        "provenance": provenance(device),
-    }
-    shown = shown_hparams(info)
-    runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, shown, settings.progress)
-    log.info("%s (%d parameters) on %s, data %s, run dir %s", model.name, summary["params"], summary["device"],
-             data.name, run_dir)
-    threads = torch.get_num_threads()
-    log.info("predicted wall time on this machine: %s for iterations %d-%d (%.3f s a step, %d thread%s), "
-             "evaluations included", format_duration(predicted), trainer.iteration + 1, settings.max_iters,
-             cost.step_s, threads, "" if threads == 1 else "s")
-    runlog.summary(**summary, status="running", iterations=trainer.iteration)
+    record.start(trainer.iteration, provenance(trainer.device))
+    runlog = RunLog(run_dir, trainer.iteration, settings.max_iters, record.hparams(), settings.progress)
+    log.info("%s (%d parameters) on %s, data %s, run dir %s", record.model, record.params, record.device,
+             record.data, run_dir)
+    runlog.summary(**record.summary())
     ended: Diverged | Interrupted | None = None
     try:
         with StopRequests() as stop:
-            trainer.fit(runlog, stop)
+            trainer.fit(runlog, stop, forecast(trainer, runlog))
     except (Diverged, Interrupted) as e:
         ended = e
     except KeyboardInterrupt:  # a second Ctrl-C stops at once; the last checkpoint written stays
-        finish(runlog, summary, trainer, "interrupted", "stopped at once by a second Ctrl-C")
+        finish(runlog, trainer, "interrupted", "stopped at once by a second Ctrl-C")
         raise
     except BaseException as e:  # out of memory, a failed write, a bug: recorded, then raised unchanged
         # A failed write (OSError) is the user's to fix and the CLI says it in one line; anything else may be a
         # bug, so its traceback goes to the log (cli.log) as raised.
         log.error("the run failed at iteration %d: %s", trainer.iteration, e, exc_info=not isinstance(e, OSError))
-        finish(runlog, summary, trainer, "failed", f"{type(e).__name__}: {e}")
+        finish(runlog, trainer, "failed", f"{type(e).__name__}: {e}")
         raise
     status = {Diverged: "diverged", Interrupted: "interrupted"}.get(type(ended), "completed")
-    finish(runlog, summary, trainer, status, str(ended) if ended else None)
+    finish(runlog, trainer, status, str(ended) if ended else None)
     if isinstance(ended, Interrupted):
         stop.pass_on()  # e.g. submitit's handler, which requeues the job
     if ended:
         raise ended
-    log.info("done: train error %.2f%%, test error %.2f%%, %.0f s", summary["final_train_error"],
-             summary["final_test_error"], summary["wall_time_s"])
-    return summary
+    log.info("done: train error %.2f%%, test error %.2f%%, %.0f s", record.final_train_error,
+             record.final_test_error, record.wall_time_s)
+    return record.summary()
 
 
-def finish(runlog: RunLog, summary: dict[str, Any], trainer: Trainer, status: str, failure: str | None) -> None:
+def forecast(trainer: Trainer, runlog: RunLog) -> Callable[[Trainer], None]:
+    """What the run calls before each step: once its own first steps are timed (`StepClock`), it says how long the
+    run will take, in a log line and in summary.json."""
+    clock = StepClock(len(trainer.batches.eval), trainer.settings.eval_every)
+    started, first = time.perf_counter(), trainer.iteration + 1
+
+    def before_step(trainer: Trainer) -> None:
+        if (cost := clock.observe(trainer)) is None or trainer.record is None:
+            return
+        predicted = time.perf_counter() - started + run_seconds(cost, trainer.settings, trainer.iteration)
+        trainer.record.predicted_wall_time_s = round(predicted, 1)
+        runlog.summary(**trainer.record.summary())
+        threads = torch.get_num_threads()
+        log.info("predicted wall time on this machine: %s for iterations %d-%d (%.3f s a step, %d thread%s), "
+                 "evaluations included; timed on its first steps", format_duration(predicted), first,
+                 trainer.settings.max_iters, cost.step_s, threads, "" if threads == 1 else "s")
+
+    return before_step
+
+
+def finish(runlog: RunLog, trainer: Trainer, status: str, failure: str | None) -> None:
     """Write how the run ended into summary.json: the status, where it stopped, the last evaluation's errors and,
     unless it completed, why. It must not hide the error that ended the run, so a summary that cannot be
     written (the run dir gone read-only) is logged instead, and raised where the run had no error of its own."""
-    run_dir = runlog.run_dir
+    run_dir, record = runlog.run_dir, trainer.record
+    assert record is not None
     unwritten: OSError | None = None
     try:
         runlog.close()
@@ -372,20 +351,8 @@ def finish(runlog: RunLog, summary: dict[str, Any], trainer: Trainer, status: st
         log.error("the run's TensorBoard events could not all be written to %s: %s", run_dir, e)
         unwritten = e
     try:
-        last = (read_metrics(run_dir) or [{}])[-1]
-        summary.update(
-            status=status,
-            iterations=trainer.iteration,
-            final_train_error=last.get("train/error"),
-            final_test_error=last.get("test/error"),
-            final_train_loss=last.get("train/loss"),
-            final_test_loss=last.get("test/loss"),
-            wall_time_s=round(trainer.wall_time, 2),
-            finished_at=datetime.now().isoformat(timespec="milliseconds"),
-        )
-        if failure:
-            summary["failure"] = failure
-        runlog.summary(**summary)
+        record.end(status, trainer.iteration, (read_metrics(run_dir) or [{}])[-1], trainer.wall_time, failure)
+        runlog.summary(**record.summary())
     except OSError as e:
         log.error("the run ended %s (%s), but its summary could not be written to %s: %s", status,
                   failure or "no failure", run_dir, e)

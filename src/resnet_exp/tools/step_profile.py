@@ -47,7 +47,7 @@ def profile(work: timing.Workload) -> list[dict[str, Any]]:
 
             rates, _ = timing.throughput(step, device, args)
             x = next(trainer.batches.train)[0].contiguous(memory_format=trainer.memory_format)
-            split = conv_backward_split(trainer.model, x, trainer.amp_dtype or torch.float32)
+            split = conv_backward_split(trainer.model, x, trainer.precision.dtype or torch.float32)
             times = split_conv_backward(profile_steps(step, args.iters, device), *split)
             wall_ms = 1000 * args.batch_size / statistics.median(rates)
             profiled = sum(times.values())

@@ -29,8 +29,8 @@ from resnet_exp.devices import device_argument
 from resnet_exp.errors import DataError, UserError
 from resnet_exp.forecast import sync
 from resnet_exp.provenance import cpu_model
-from resnet_exp.run import assemble, seeded_model
-from resnet_exp.training import Trainer, TrainerSettings
+from resnet_exp.run import assemble, configure_torch, seeded_model
+from resnet_exp.training import Trainer
 
 EVAL_BATCH = 1000
 # What `--set` may change: the net and its initial weights. The variants choose the trainer's settings themselves.
@@ -244,7 +244,7 @@ def prepare(parser: argparse.ArgumentParser, argv: list[str] | None) -> Workload
         data, source = load_data(args.data_root, args.synthetic_train)
     except UserError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
-    TrainerSettings().configure_torch()  # the runner's torch settings (cuDNN autotuning on) for every variant
+    configure_torch(deterministic=False)  # the runner's torch settings (cuDNN autotuning on) for every variant
     device = args.device
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "data_root", "device", "models")}
     header = {

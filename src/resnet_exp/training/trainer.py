@@ -3,18 +3,20 @@
 Training statistics are summed on the device (`Meter`) and read only every `log_every` iterations, so a
 CUDA step never waits for the host. `train_step` and `read_progress` are the loop's two parts: `fit` runs them
 with evaluation and checkpoints, and `resnet-exp-analyze start` replays a run's first steps with the same two.
+Whether a checkpoint may be continued, and the run's record written into it, are the run's (resume.py, record.py):
+the trainer saves and loads its own state.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,21 +25,18 @@ from torch import nn
 from resnet_exp.data.batches import EvalBatches
 from resnet_exp.data.module import Batches
 from resnet_exp.devices import check_device_name, resolve_device
-from resnet_exp.errors import CheckpointError, ConfigError
-from resnet_exp.models.cifar import check_zero_channels
-from resnet_exp.precision import check_precision, resolve_precision
+from resnet_exp.errors import ConfigError
+from resnet_exp.precision import Precision, check_precision, resolve_precision
 from resnet_exp.runlog import RunLog
-from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint
+from resnet_exp.training.checkpoint import save_checkpoint
 from resnet_exp.training.meter import Meter
 from resnet_exp.training.schedule import StepSchedule
 from resnet_exp.training.signals import Interrupted, StopRequests
 
-# What the hardware resolves (the precision and memory format `auto` picks, on the machine a run resumes on): a
-# resumed run may differ in them without being asked to, and each change goes into the record's `changes`.
-RESOLVED_BY_HARDWARE = frozenset({"trainer.precision", "trainer.channels_last"})
-LENGTH = "trainer.max_iters"  # a resumed run may be continued to another length: the record keeps the last
+if TYPE_CHECKING:
+    from resnet_exp.record import RunRecord
+
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-NET = ("model", "block")  # a record's keys naming the net; with the model.* settings, never changed on resume
 
 log = logging.getLogger(__name__)
 
@@ -83,27 +82,6 @@ class TrainerSettings:
         """`auto` picks CUDA when present; job k of a parallel sweep gets GPU k mod the visible GPUs."""
         return resolve_device(self.device, "trainer.device", job_index)
 
-    def configure_torch(self) -> None:
-        """Deterministic kernels when asked (bitwise-repeatable runs), else let cuDNN pick the fastest."""
-        if self.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(self.deterministic)
-        torch.backends.cudnn.benchmark = not self.deterministic
-        torch.backends.cudnn.deterministic = self.deterministic
-
-    def compute_path(self, device: torch.device) -> tuple[torch.dtype | None, torch.memory_format]:
-        """Autocast dtype (None: fp32) and memory format.
-
-        `auto` is bf16 autocast where the device computes bf16 natively (precision.py), fp32 elsewhere.
-        channels_last is the default everywhere: measured faster for these convs on a CPU (oneDNN,
-        docs/speed.md); on GPUs it is cuDNN's preferred layout for bf16 convs, not yet measured here.
-        """
-        precision = resolve_precision(self.precision, device)
-        return (
-            torch.bfloat16 if precision == "bf16" else None,
-            torch.channels_last if self.channels_last else torch.contiguous_format,
-        )
-
 
 def grad_norms(model: nn.Module) -> dict[str, float]:
     """L2 norm of each parameter's current gradient, keyed by parameter name; call it after `backward`.
@@ -115,12 +93,6 @@ def grad_norms(model: nn.Module) -> dict[str, float]:
         return {}
     norms = torch.stack([g.detach().norm() for _, g in named]).tolist()
     return {name: norm for (name, _), norm in zip(named, norms, strict=True)}
-
-
-def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A run's record (`run.hparams`) as one level of keys: the net's name and block, the data and the seed beside
-    its settings (which hold the depth and residual as model.depth and model.residual)."""
-    return {**{key: record.get(key) for key in ("model", "block", "data", "seed")}, **record.get("settings", {})}
 
 
 class Diverged(RuntimeError):
@@ -139,6 +111,29 @@ class StepResult:
     norms: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PendingEvaluation:
+    """An evaluation point whose training window is measured but whose evaluation has not run: kept in the
+    checkpoint when a signal cuts the evaluation short, and evaluated first on resume."""
+
+    train_loss: float
+    train_error: float
+    lr: float
+    epoch: int
+    all_images: bool  # the run's last point, which measures the whole evaluation set
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """As the checkpoint holds it: plain values under the metrics' own keys (it is read with weights_only)."""
+        return {"train/loss": self.train_loss, "train/error": self.train_error, "lr": self.lr, "epoch": self.epoch,
+                "all_images": self.all_images}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any] | None) -> PendingEvaluation | None:
+        if state is None:
+            return None
+        return cls(state["train/loss"], state["train/error"], state["lr"], state["epoch"], state["all_images"])
+
+
 class Trainer:
     def __init__(
         self,
@@ -149,11 +144,17 @@ class Trainer:
         batches: Batches,
         device: torch.device,
         checkpoint_path: Path | None,
+        precision: Precision | None = None,
+        record: RunRecord | None = None,
     ) -> None:
-        """`checkpoint_path`: where `fit` saves and `resume` looks; None for a trainer that never saves (the
-        benchmark, the `start` replay)."""
+        """`checkpoint_path`: where `fit` saves; None for a trainer that never saves (the benchmark, the `start`
+        replay). `precision`: `settings.precision` as resolved for `device` (resolved here where not given).
+        `record`: what defines the run (record.py), written into each checkpoint so that a resumed run can be
+        compared with it; None for a trainer whose checkpoints need none."""
         self.settings = settings
-        self.amp_dtype, self.memory_format = settings.compute_path(device)
+        self.precision = precision or resolve_precision(settings.precision, device)
+        self.autocast = self.precision.autocast(device)
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=self.memory_format)
         # The compiled wrapper runs the steps; `self.model` keeps the plain state_dict keys for checkpoints.
         self.net = torch.compile(self.model, mode=settings.compile_mode) if settings.compile else self.model
@@ -162,45 +163,22 @@ class Trainer:
         self.batches = batches
         self.device = device
         self.checkpoint_path = checkpoint_path
+        self.record = record
         self.iteration = 0
         self.wall_time = 0.0
         self.meter = Meter(device)
-        # What defines the run (run.hparams): written into each checkpoint, and compared on resume, so that a run
-        # dir never holds two configurations. None: not recorded (a throwaway trainer).
-        self.record: dict[str, Any] | None = None
-        # An evaluation point whose training window is measured but whose evaluation a signal cut short: kept in
-        # the checkpoint and evaluated first on resume.
-        self.pending: dict[str, Any] | None = None
+        self.pending: PendingEvaluation | None = None
         # Intermediate evaluations may use a fixed subset of the evaluation set (the same images in every run);
         # the last one always uses all of it.
         self.interim_eval = batches.eval.subset(settings.eval_images) if settings.eval_images else batches.eval
 
-    def resume(self) -> None:
-        """Continue from `last.pt` if there is one and resuming is on."""
-        if self.checkpoint_path is None or not self.checkpoint_path.is_file():
-            return
-        if not self.settings.resume:
-            log.warning("trainer.resume=false: starting afresh, overwriting %s", self.checkpoint_path.parent.parent)
-            return
-        state = load_checkpoint(self.checkpoint_path)
-        check_zero_channels(self.model, state, str(self.checkpoint_path))  # first: its message says the fix
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint's state (`state_dict`): weights, optimizer, schedule, the data order, the random
+        state, the wall time, the training window and a pending evaluation. Whether the checkpoint may be continued
+        by this run is checked before (resume.py)."""
         self.iteration = int(state["iteration"])
-        if self.iteration > self.settings.max_iters:
-            raise CheckpointError(
-                f"run dir {str(self.checkpoint_path.parent.parent)!r} holds a run trained to iteration "
-                f"{self.iteration}, past trainer.max_iters={self.settings.max_iters}: a run cannot be shortened; "
-                f"continue it with trainer.max_iters={self.iteration} or more, or start afresh with "
-                "trainer.resume=false or another hydra.run.dir")
-        self.check_same_run(state.get("run"))
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(
-                f"checkpoint {str(self.checkpoint_path)!r} was written by another model "
-                f"({state.get('arch', 'unknown')}, this run builds {getattr(self.model, 'name', '?')}): "
-                "use another hydra.run.dir, or trainer.resume=false to overwrite it"
-            ) from e
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.batches.train.load_state_dict(state["data"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -208,66 +186,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.wall_time = float(state["wall_time"])
         self.meter.window = list(state["window"])
-        self.pending = state.get("pending_eval")
-        log.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
-
-    def check_same_run(self, recorded: dict[str, Any] | None) -> None:
-        """Refuse to continue a checkpoint of another configuration, naming each differing setting, old and new.
-        Only the length (`LENGTH`) and what the hardware resolves (`RESOLVED_BY_HARDWARE`) may differ, unless the run
-        asks for it (`trainer.allow_changes`); every difference but the length goes into the record's `changes` with
-        the iteration after which it took effect, so the record says what each iteration ran with. The net never
-        changes (its weights would be read as another net's), nor the seed (a resumed run continues the random state
-        its checkpoint holds, so another seed could not take effect). A run continued to another length keeps the lr
-        milestones it trained with where this run's milestones, resolved over the recorded length, are the same
-        (`StepSchedule.keep_recorded`)."""
-        if self.record is None:
-            return
-        run_dir = str(self.checkpoint_path.parent.parent)
-        fresh = "start afresh with trainer.resume=false or another hydra.run.dir"
-        if recorded is None:
-            if not self.settings.allow_changes:
-                raise CheckpointError(
-                    f"run dir {run_dir!r} holds a checkpoint with no record of the settings it was trained with, so "
-                    "this run's cannot be checked against them; add trainer.allow_changes=true to continue it with "
-                    f"these settings on purpose (summary.json records that they were unchecked), or {fresh}")
-            log.warning("continuing %s, whose checkpoint records no settings, with these from iteration %d on",
-                        run_dir, self.iteration + 1)
-            self.record["changes"] = [{"iteration": self.iteration,
-                                       "unchecked": ["the checkpoint recorded no settings", "continued with these"]}]
-            return
-        if "settings" not in recorded:
-            raise CheckpointError(
-                f"run dir {run_dir!r} holds a checkpoint that records its settings in the layout of resnet-exp before "
-                f"2026-12-02, which cannot be compared with this run's; {fresh}")
-        old, new = flat_record(recorded), flat_record(self.record)
-        length, milestones = old.get(LENGTH), old.get("schedule.milestones")
-        if length != new.get(LENGTH) and self.schedule.keep_recorded(milestones, length):
-            self.record["settings"]["schedule.milestones"] = new["schedule.milestones"] = milestones
-            log.info("trainer.max_iters %s -> %s: the lr keeps the milestones the run trained with, %s",
-                     length, new.get(LENGTH), milestones)
-        differ = {key: [old.get(key), new.get(key)] for key in sorted(old.keys() | new.keys())
-                  if key != LENGTH and old.get(key) != new.get(key)}
-        changes = list(recorded.get("changes", []))
-        self.record["changes"] = changes
-        if not differ:
-            return
-        listed = "; ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in differ.items())
-        if any(key in NET or key.startswith("model.") for key in differ):
-            raise CheckpointError(f"run dir {run_dir!r} holds a run of another net ({listed}); run with its own "
-                                  f"settings to continue it, or {fresh}")
-        if "seed" in differ:
-            raise CheckpointError(
-                f"run dir {run_dir!r} holds a run of seed {differ['seed'][0]!r}, not {differ['seed'][1]!r}: a resumed "
-                "run continues the random state its checkpoint holds, so another seed cannot take effect; run with "
-                f"seed={differ['seed'][0]} to continue it, or {fresh}")
-        if not self.settings.allow_changes and not differ.keys() <= RESOLVED_BY_HARDWARE:
-            raise CheckpointError(
-                f"run dir {run_dir!r} holds a run of another configuration ({listed}); run with its own settings to "
-                "continue it, add trainer.allow_changes=true to continue it with these on purpose (summary.json "
-                f"records each change), or {fresh}")
-        log.warning("continuing %s with changed settings from iteration %d on: %s", run_dir, self.iteration + 1,
-                    listed)
-        changes.append({"iteration": self.iteration, **differ})
+        self.pending = PendingEvaluation.from_checkpoint(state.get("pending_eval"))
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
@@ -284,8 +203,8 @@ class Trainer:
             "rng": rng,
             "wall_time": self.wall_time,
             "window": list(self.meter.window),
-            "run": self.record,
-            "pending_eval": self.pending,
+            "run": None if self.record is None else self.record.defining(),
+            "pending_eval": None if self.pending is None else self.pending.to_checkpoint(),
         }
 
     def set_lr(self) -> float:
@@ -295,15 +214,9 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    @property
-    def precision(self) -> str:
-        """The resolved compute precision, as `trainer.precision` spells it."""
-        return "bf16" if self.amp_dtype == torch.bfloat16 else "fp32"
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=self.memory_format)
-        dtype = self.amp_dtype or torch.bfloat16
-        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
+        with self.autocast:
             return self.net(x).float()
 
     def step(self, x: torch.Tensor, y: torch.Tensor, measure_grads: bool = False) -> StepResult:
@@ -381,8 +294,9 @@ class Trainer:
             f"resume, run the same command with {where}",
         )
 
-    def fit(self, runlog: RunLog, stop: StopRequests) -> None:
+    def fit(self, runlog: RunLog, stop: StopRequests, before_step: Callable[[Trainer], None] | None = None) -> None:
         """Train to `max_iters`, evaluating and checkpointing every `eval_every` (the points go to `runlog`).
+        `before_step` is called before each step (the run's forecast times its first steps with it).
 
         On a stop request it checkpoints the current iteration and raises `Interrupted`.
         """
@@ -396,6 +310,8 @@ class Trainer:
                 self.meter.read()
                 self.save(started)
                 raise self.interrupted(stop.signum)
+            if before_step is not None:
+                before_step(self)
             # Gradient norms at the first step (initialisation) and at every progress read.
             measure = s.log_grad_norms and (self.iteration == 0 or (self.iteration + 1) % s.log_every == 0)
             step = self.train_step(measure)
@@ -408,8 +324,8 @@ class Trainer:
             runlog.tick(self.iteration, step.images)
             if at_eval:
                 train_loss, train_error = self.meter.take_window()
-                self.pending = {"train/loss": train_loss, "train/error": train_error, "lr": step.lr,
-                                "epoch": self.batches.train.epoch, "all_images": self.iteration == s.max_iters}
+                self.pending = PendingEvaluation(train_loss, train_error, step.lr, self.batches.train.epoch,
+                                                 all_images=self.iteration == s.max_iters)
                 self.finish_evaluation(runlog, stop, started)
         self.wall_time = time.perf_counter() - started
 
@@ -418,7 +334,7 @@ class Trainer:
         during the evaluation checkpoints with the point still pending instead, so that the resumed run evaluates
         it first: no point is lost or written twice, and the final evaluation's run ends interrupted."""
         pending = self.pending
-        evaluation = self.batches.eval if pending["all_images"] else self.interim_eval
+        evaluation = self.batches.eval if pending.all_images else self.interim_eval
         runlog.evaluating(len(evaluation))
         result = self.evaluate(evaluation, stop)
         if result is None:
@@ -426,13 +342,13 @@ class Trainer:
             raise self.interrupted(stop.signum, " during its evaluation (redone on resume)")
         test_loss, test_error = result
         point = {
-            "train/loss": pending["train/loss"],
-            "train/error": pending["train/error"],
+            "train/loss": pending.train_loss,
+            "train/error": pending.train_error,
             "test/loss": test_loss,
             "test/error": test_error,
             "test/images": len(evaluation),
-            "lr": pending["lr"],
-            "epoch": pending["epoch"],
+            "lr": pending.lr,
+            "epoch": pending.epoch,
         }
         runlog.record(self.iteration, point)
         self.pending = None

@@ -41,7 +41,7 @@ def replay(cfg: DictConfig, iters: int) -> dict[str, Any]:
     seen: dict[str, Tensor] = {}
     handle = model.blocks.register_forward_hook(lambda _module, _inputs, out: seen.update(out=out.detach()))
     series: dict[str, list[float]] = {name: [] for name in SERIES}
-    result: dict[str, Any] = {"model": model.name, "precision": trainer.precision, "series": series}
+    result: dict[str, Any] = {"model": model.name, "precision": trainer.precision.name, "series": series}
     model.train()
     try:
         for _ in range(iters):
