@@ -30,7 +30,7 @@ def weights_hash(run_dir: Path) -> str:
 def comparable(run_dir: Path) -> tuple[dict, str, str]:
     summary = json.loads((run_dir / "summary.json").read_text())
     for timing in ("wall_time_s", "predicted_wall_time_s", "started_at", "finished_at"):
-        summary.pop(timing)
+        summary.pop(timing, None)  # the forecast, where the run had steps enough to time, and the times
     return summary, (run_dir / "metrics.jsonl").read_text(), weights_hash(run_dir)
 
 

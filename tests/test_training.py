@@ -16,9 +16,9 @@ from torch import nn
 
 from resnet_exp.board import TAGS
 from resnet_exp.errors import CheckpointError, ConfigError
+from resnet_exp.record import UNRECORDED
 from resnet_exp.report.runs import find_runs, group_runs
 from resnet_exp.report.tables import table_rows
-from resnet_exp.record import UNRECORDED
 from resnet_exp.run import assemble, train
 from resnet_exp.training import Diverged, StepSchedule, Trainer
 from resnet_exp.training.checkpoint import load_checkpoint, save_checkpoint

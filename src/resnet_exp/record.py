@@ -68,7 +68,9 @@ class RunRecord:
            ) -> RunRecord:
         """The record of `cfg`'s run: its net `name` and `block`, its `data`'s name, its settings with the values
         `resolved` by the run in place of the ones asked for, and `facts` of what it runs on (`params`, ...)."""
-        settings = flat_settings(OmegaConf.to_container(cfg, resolve=True)) | resolved
+        given = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+                 for key, value in cfg.items() if key != "hydra"}  # a sweep's job config holds Hydra's own
+        settings = flat_settings(given) | resolved
         return cls(name, cfg.model.depth, cfg.model.residual, block, data, cfg.seed, settings, **facts)
 
     def start(self, iteration: int, provenance: dict[str, Any]) -> None:

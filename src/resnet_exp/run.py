@@ -179,10 +179,8 @@ def assemble(cfg: DictConfig, run_dir: Path | None, job_index: int = 0, data: Da
     settings = build(cfg.trainer)
     schedule = build_schedule(cfg)
     data = data or build(cfg.data)
-    data.check_batch_size(settings.batch_size)
     data.check_classes(cfg.model.num_classes)
     device = settings.torch_device(job_index)
-    check_fits(cfg, device)
     configure_torch(settings.deterministic)
     precision = resolve_precision(settings.precision, device)
     model = seeded_model(cfg)
@@ -222,9 +220,9 @@ def check_fits(cfg: DictConfig, device: torch.device) -> None:
     check_keys(cfg.model)
     if cfg.model._target_ != CIFAR_NET:
         return  # torchvision's nets come in five fixed sizes, all small
-    settings = OmegaConf.to_container(cfg.model, resolve=True)
-    del settings["_target_"]
-    need = cifar_footprint(settings, cfg.trainer.batch_size)
+    net_arguments = OmegaConf.to_container(cfg.model, resolve=True)
+    del net_arguments["_target_"]
+    need = cifar_footprint(net_arguments, cfg.trainer.batch_size)
     limit = memory_limit(device)
     if need.bytes() > limit:
         raise ConfigError(
@@ -234,11 +232,33 @@ def check_fits(cfg: DictConfig, device: torch.device) -> None:
             "model.depth or trainer.batch_size")
 
 
+def check_run(cfg: DictConfig, job_index: int = 0, here: bool = True) -> None:
+    """Raise the UserError `cfg`'s run would meet before training, as far as that is known without building it: its
+    trainer, schedule, data, net and optimizer settings and its seed, and, where it runs on this machine (`here`),
+    its device (job `job_index`'s: `trainer.device=auto` spreads a sweep over the GPUs), whether its net fits that
+    device's memory and whether its data is there (`predict=true` reads none)."""
+    check_top_level(cfg)
+    settings = build(cfg.trainer)
+    build_schedule(cfg)
+    data = build(cfg.data)
+    data.check_batch_size(settings.batch_size)
+    data.check_classes(cfg.model.num_classes)
+    if here:  # first: a net too deep for the memory would take long to build even on the meta device
+        check_fits(cfg, settings.torch_device(job_index))
+    with torch.device("meta"):  # the net's settings and the seed, without allocating its weights
+        seeded_model(cfg)
+    build(cfg.optim, params=[torch.nn.Parameter(torch.zeros(1))])  # its settings, on a stand-in parameter
+    if here and not cfg.predict:
+        data.check()
+
+
 def step_cost(cfg: DictConfig, job_index: int = 0) -> Cost:
     """What a step and an evaluated image of `cfg`'s run cost here, before it runs (a sweep, `predict=true`): timed
     on a throwaway trainer fed stand-in images (no data is read); it reseeds the global RNG, as `assemble` does."""
     data = build(cfg.data)
     data.check_batch_size(cfg.trainer.batch_size)  # the data's own sizes, which the stand-in has not
+    data.check_classes(cfg.model.num_classes)
+    check_fits(cfg, build(cfg.trainer).torch_device(job_index))
     trainer = assemble(cfg, None, job_index, data=StandIn(data, cfg.trainer.batch_size))
     return measure(trainer, data.eval_size())
 
@@ -251,6 +271,7 @@ def train(cfg: DictConfig, run_dir: Path, job_index: int = 0, job_files: Mapping
     the run dir's lock throughout (rundir.py)."""
     with lock_run_dir(run_dir):
         check_continuable(run_dir, bool(cfg.trainer.resume))
+        check_run(cfg, job_index)
         trainer = assemble(cfg, run_dir, job_index)
         resume(trainer, run_dir)
         if (done := completed_before(trainer, run_dir)) is not None:

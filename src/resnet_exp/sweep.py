@@ -39,7 +39,7 @@ from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
 from resnet_exp.hydra_internals import BASIC_LAUNCHER, BASIC_SWEEPER, compose_job, expand_sweep
 from resnet_exp.launch import Launch, describe, describe_for_tensorboard, launched_jobs, plural, sweep_summary
-from resnet_exp.run import build, build_schedule, check_fits, check_top_level, seeded_model, step_cost
+from resnet_exp.run import build, check_run, step_cost
 from resnet_exp.rundir import lock_run_dir
 from resnet_exp.runlog import format_duration
 
@@ -222,24 +222,9 @@ def refuse_failing(failures: dict[int, str], overrides: list[list[str]]) -> None
 
 
 def check_job(cfg: DictConfig, job_index: int, here: bool) -> str | None:
-    """Why `cfg`'s run would fail before training, as far as that is known without building it: its trainer,
-    schedule, data, net and optimizer settings and its seed, and, where its job runs on this machine (`here`), its
-    device (job `job_index`'s: `trainer.device=auto` spreads a sweep over the GPUs), whether its net fits that
-    device's memory and whether its data is there (`predict=true` reads none). None where nothing is found."""
+    """Why `cfg`'s run would fail before training (`run.check_run`), None where nothing is found."""
     try:
-        check_top_level(cfg)
-        settings = build(cfg.trainer)
-        build_schedule(cfg)
-        data = build(cfg.data)
-        data.check_batch_size(cfg.trainer.batch_size)
-        data.check_classes(cfg.model.num_classes)
-        with torch.device("meta"):  # the net's settings and the seed, without allocating its weights
-            seeded_model(cfg)
-        build(cfg.optim, params=[torch.nn.Parameter(torch.zeros(1))])  # its settings, on a stand-in parameter
-        if here:
-            check_fits(cfg, settings.torch_device(job_index))
-            if not cfg.predict:
-                data.check()
+        check_run(cfg, job_index, here)
     except UserError as e:
         return str(e)
     return None

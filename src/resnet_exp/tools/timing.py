@@ -40,6 +40,8 @@ SETTABLE = ("model.", "seed=")
 class Preloaded(DataModule):
     """A data module over images read once, so every variant is fed from the same copy."""
 
+    name = "preloaded"  # as the record of a trainer it feeds names its data
+
     def __init__(self, data: ImageData, **feeding: Any) -> None:
         super().__init__(**feeding)
         self.data = data
