@@ -56,7 +56,7 @@ def net(depth: int = 14, residual: bool = True, block: str = "basic", zero: int 
 
 
 def record(cfg: DictConfig) -> dict:
-    """The run record of `cfg` as the runner writes it into summary.json and the checkpoint (`run.hparams`): the
+    """The run record of `cfg` as the runner writes it into summary.json and the checkpoint (`record.RunRecord`): the
     seed, and every setting by its command-line name."""
     return {"seed": cfg.seed, "settings": flat_settings(OmegaConf.to_container(cfg, resolve=True))}
 

@@ -271,7 +271,7 @@ def test_every_variant_config_instantiates_and_runs(name: str) -> None:
 
 
 def test_bad_stem_from_the_command_line_reaches_the_user_as_config_error() -> None:
-    from resnet_exp.run import build
+    from resnet_exp.building import build
 
     cfg = compose_config("model=tv_resnet18-cifar", "model.stem=resnet-c")
     with pytest.raises(ConfigError, match=r"model.stem='resnet-c'.*accepted: cifar, imagenet, deep"):

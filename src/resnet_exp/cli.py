@@ -15,11 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from resnet_exp.building import build
 from resnet_exp.composition import composing
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import run_seconds
 from resnet_exp.launch import record_failure, start_job
-from resnet_exp.run import build, net_name, step_cost, train
+from resnet_exp.run import net_name, step_cost, train
 from resnet_exp.runlog import format_duration
 from resnet_exp.sweep import jobs_at_once
 from resnet_exp.training import Diverged

@@ -34,12 +34,13 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_exp.building import build
 from resnet_exp.composition import one_line
 from resnet_exp.errors import UserError
 from resnet_exp.forecast import Cost, makespan, run_seconds
 from resnet_exp.hydra_internals import BASIC_LAUNCHER, BASIC_SWEEPER, compose_job, expand_sweep
 from resnet_exp.launch import Launch, describe, describe_for_tensorboard, launched_jobs, plural, sweep_summary
-from resnet_exp.run import build, check_run, step_cost
+from resnet_exp.run import check_run, step_cost
 from resnet_exp.rundir import lock_run_dir
 from resnet_exp.runlog import format_duration
 

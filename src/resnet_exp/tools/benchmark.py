@@ -41,11 +41,12 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
+from resnet_exp.building import build
 from resnet_exp.data import ImageData
 from resnet_exp.data.batches import TrainStream
 from resnet_exp.forecast import sync
 from resnet_exp.precision import bf16_unsupported
-from resnet_exp.run import build, seeded_model
+from resnet_exp.run import seeded_model
 from resnet_exp.tools.batched import BatchedNets
 from resnet_exp.tools.timing import (
     EVAL_BATCH,

@@ -21,12 +21,13 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
+from resnet_exp.building import build
 from resnet_exp.data.batches import EvalBatches
 from resnet_exp.data.module import Batches
 from resnet_exp.errors import CheckpointError, UserError
 from resnet_exp.models.cifar import Block, CifarResNet, check_zero_channels
 from resnet_exp.record import flat_settings
-from resnet_exp.run import build, seeded_model
+from resnet_exp.run import seeded_model
 from resnet_exp.runlog import SUMMARY
 from resnet_exp.tools.analysis.runconfig import read_config
 from resnet_exp.training.checkpoint import load_checkpoint

@@ -19,8 +19,8 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from resnet_exp.building import GROUPS
 from resnet_exp.errors import UserError
-from resnet_exp.run import GROUPS
 from resnet_exp.runlog import SUMMARY, read_summary
 
 PLAIN = (bool, int, float, str, type(None))  # the values a record holds; lists are written as text
