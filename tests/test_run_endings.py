@@ -46,6 +46,28 @@ def test_an_exception_mid_run_is_recorded_as_failed_and_raised_unchanged(tmp_pat
     assert ended["final_train_error"] is not None and "finished_at" in ended  # the evaluation at iteration 2
 
 
+def test_a_fault_while_the_forecast_times_the_first_steps_is_recorded_as_failed(tmp_path: Path, monkeypatch) -> None:
+    """The forecast times the run's own steps and one evaluation batch: a fault there (injected at the 6th loss
+    computed) ends the run as any fault does, with its summary, where a throwaway trainer once ended it first."""
+    import torch.nn.functional as F
+
+    from resnet_exp import forecast
+
+    monkeypatch.setattr(forecast, "MIN_SECONDS", 0.0)  # so the timed evaluation comes at the 6th step
+    cross_entropy, calls = F.cross_entropy, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:
+            raise RuntimeError("injected at the 6th loss")
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", failing)
+    with pytest.raises(RuntimeError, match="injected at the 6th loss"):
+        train(config("trainer.max_iters=20", "trainer.eval_every=10"), tmp_path)
+    assert summary(tmp_path)["status"] == "failed" and "injected" in summary(tmp_path)["failure"]
+
+
 def test_a_failed_checkpoint_write_ends_as_failed_and_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
     train(config("trainer.max_iters=2", "trainer.eval_every=2"), tmp_path)
     save = checkpoint_module.torch.save
