@@ -18,7 +18,7 @@ hydra-core (`hydra.__version__`) against the versions this was checked on, and r
 otherwise. The check runs where the private API is used, not at import: a single run (`resnet-exp` without `-m`)
 never depends on it.
 
-Checked on: hydra-core 1.3.8, installed here, by the tests (tests/test_hydra_internals.py, tests/test_sweep.py);
+Checked on: hydra-core 1.3.8 by the tests (tests/test_hydra_internals.py, tests/test_sweep.py);
 `split_arguments`, `load_sweep_config`, `GlobalHydra.config_loader` and the two class paths are the same, line for
 line, in hydra-core 1.3.2, 1.3.3, 1.3.4, 1.3.5 and 1.3.8 (their sources compared). The guard accepts 1.3.2 and any
 later 1.3.x (`ACCEPTED`, as pyproject.toml requires it); hydra-core 1.4 is refused until it has been checked, then
