@@ -303,7 +303,7 @@ class Trainer:
         s = self.settings
         started = time.perf_counter() - self.wall_time
         if self.pending is not None:  # the evaluation a signal cut short, redone before training goes on
-            self.finish_evaluation(runlog, stop, started)
+            self.finish_evaluation(self.pending, runlog, stop, started)
         self.net.train()
         while self.iteration < s.max_iters:
             if stop.signum is not None:
@@ -326,14 +326,14 @@ class Trainer:
                 train_loss, train_error = self.meter.take_window()
                 self.pending = PendingEvaluation(train_loss, train_error, step.lr, self.batches.train.epoch,
                                                  all_images=self.iteration == s.max_iters)
-                self.finish_evaluation(runlog, stop, started)
+                self.finish_evaluation(self.pending, runlog, stop, started)
         self.wall_time = time.perf_counter() - started
 
-    def finish_evaluation(self, runlog: RunLog, stop: StopRequests, started: float) -> None:
-        """Evaluate for the training window in `self.pending`, record the point and checkpoint. A stop request
-        during the evaluation checkpoints with the point still pending instead, so that the resumed run evaluates
-        it first: no point is lost or written twice, and the final evaluation's run ends interrupted."""
-        pending = self.pending
+    def finish_evaluation(self, pending: PendingEvaluation, runlog: RunLog, stop: StopRequests, started: float
+                          ) -> None:
+        """Evaluate for the training window of `pending` (`self.pending`), record the point and checkpoint. A stop
+        request during the evaluation checkpoints with the point still pending instead, so that the resumed run
+        evaluates it first: no point is lost or written twice, and the final evaluation's run ends interrupted."""
         evaluation = self.batches.eval if pending.all_images else self.interim_eval
         runlog.evaluating(len(evaluation))
         result = self.evaluate(evaluation, stop)
