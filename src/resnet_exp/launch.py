@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from resnet_exp.board import write_sweep_hparams
+from resnet_exp.record import DEFINING
 from resnet_exp.runlog import SUMMARY, format_duration, read_json, read_summary, write_json_atomic
 
 log = logging.getLogger("resnet_exp")
 FAILURE = "failure.json"  # in a failed job's dir: its index, how it ended and its error
 LAUNCH = "launch.json"  # in the sweep dir: the id of its latest launch and that launch's number of jobs
 JOB = "job.json"  # in a job's dir: the launch it belongs to and its index
-RECORD = ("model", "depth", "residual", "block", "data", "seed", "settings")  # what defines a run (record.DEFINING)
+# What TensorBoard describes of a run (board.shown_hparams): what defines it, but the changes, which it does not show.
+RECORD = tuple(key for key in DEFINING if key != "changes")
 STATUSES = ("completed", "diverged", "interrupted", "failed", "running")  # a run's status, as summary.json says
 
 
